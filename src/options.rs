@@ -1,0 +1,139 @@
+//! Options, durability and recovery modes.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::format::{PAGE_BYTES, SEGMENT_DATA_OFFSET};
+use crate::sys::Env;
+
+/// Smallest accepted segment size (one header page plus three data pages).
+pub const MIN_SEGMENT_BYTES: u64 = 16 * 1024;
+/// Largest accepted segment size.
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
+
+/// When an append returns, relative to the disk.
+///
+/// Records live in a shared file mapping, so every acknowledged record survives a crash
+/// of the process (the kernel owns the page). The variants differ in what survives a
+/// power cut or kernel crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Return once the record is in the mapping. Survives a process crash; after a power
+    /// cut it survives only if a later [`Wal::sync`](crate::Wal::sync), durable append,
+    /// background flush or the kernel's own writeback covered it.
+    None,
+    /// Return once the record is on stable storage (`msync`). Survives a power cut.
+    /// Concurrent durable appends share one sync (group commit).
+    #[default]
+    Sync,
+}
+
+/// How recovery treats damage, after RocksDB's WAL recovery modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Default. Damage after the last record that is known to be durable (a torn tail
+    /// from a crash) is trimmed and reported. Damage below it, or damage followed by
+    /// records that were written after it became durable, is [`Error::Corrupt`].
+    #[default]
+    TolerateCorruptedTail,
+    /// Any damage at all, even a torn tail, is [`Error::Corrupt`]. A clean end (zeroed
+    /// space after the last record) is not damage.
+    AbsoluteConsistency,
+    /// Stop at the first damage and keep the prefix before it, whatever follows.
+    PointInTime,
+    /// Salvage: skip damaged records and keep every valid one after them, reporting
+    /// each dropped range. LSNs may then have gaps.
+    SkipCorrupted,
+}
+
+/// Options for [`Wal::open`](crate::Wal::open).
+///
+/// A plain struct: start from `Options::default()` and change the fields you need.
+/// [`Options::validate`] runs at open.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Size of each segment file in bytes, header page included. A multiple of 4096
+    /// between 16 KiB and 1 GiB. The largest record is a little smaller (see
+    /// [`Options::max_payload_bytes`]). Default = 64 MiB.
+    ///
+    /// Only used when creating segments: an existing log keeps the size its segments
+    /// were created with until they are recycled.
+    pub segment_size_bytes: u64,
+    /// Durability of [`Wal::append`](crate::Wal::append) and
+    /// [`Wal::append_batch`](crate::Wal::append_batch). Per-call overrides exist.
+    /// Default = [`Durability::Sync`].
+    pub durability: Durability,
+    /// How recovery treats damage. Default = [`RecoveryMode::TolerateCorruptedTail`].
+    pub recovery_mode: RecoveryMode,
+    /// Open for inspection only: take a shared lock, recover in memory, never write a
+    /// byte. Default = false.
+    pub read_only: bool,
+    /// Create the directory and a new log when none exists. Default = true.
+    pub create_if_missing: bool,
+    /// When set, a background thread syncs whatever was appended every interval, which
+    /// bounds what a power cut can take from [`Durability::None`] appends.
+    /// Default = `None` (no periodic flush).
+    pub flush_interval: Option<Duration>,
+    /// Fault in the pages of each new segment in the background, before appends reach
+    /// it, so the append path takes no page faults. Default = true.
+    pub prefault: bool,
+    /// Verify the checksum of every record each time it is read. When false (the
+    /// default), a record is verified once per open: by recovery, or, for records this
+    /// handle wrote, by construction. Default = false.
+    pub paranoid_reads: bool,
+    /// The storage the engine runs on. Default = the real file system. Tests pass a
+    /// simulated disk or failpoints from [`testing`](crate::testing) here.
+    pub env: Env,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            segment_size_bytes: 64 * 1024 * 1024,
+            durability: Durability::Sync,
+            recovery_mode: RecoveryMode::TolerateCorruptedTail,
+            read_only: false,
+            create_if_missing: true,
+            flush_interval: None,
+            prefault: true,
+            paranoid_reads: false,
+            env: Env::default(),
+        }
+    }
+}
+
+impl Options {
+    /// Checks every field; [`Wal::open`](crate::Wal::open) calls this first.
+    pub fn validate(&self) -> Result<()> {
+        let size = self.segment_size_bytes;
+        if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&size) {
+            return Err(Error::InvalidOptions(format!(
+                "segment_size_bytes = {size}: must be between {MIN_SEGMENT_BYTES} and {MAX_SEGMENT_BYTES}"
+            )));
+        }
+        if size % PAGE_BYTES != 0 {
+            return Err(Error::InvalidOptions(format!(
+                "segment_size_bytes = {size}: must be a multiple of {PAGE_BYTES}"
+            )));
+        }
+        if let Some(interval) = self.flush_interval
+            && interval.is_zero()
+        {
+            return Err(Error::InvalidOptions(
+                "flush_interval must be longer than zero".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The largest payload one record (or the whole body of a batch) may have with this
+    /// segment size.
+    pub fn max_payload_bytes(&self) -> u64 {
+        crate::format::max_body_bytes(self.segment_size_bytes)
+    }
+
+    /// Bytes of each segment available for records.
+    pub fn segment_data_bytes(&self) -> u64 {
+        self.segment_size_bytes.saturating_sub(SEGMENT_DATA_OFFSET)
+    }
+}

@@ -1,0 +1,843 @@
+//! The write-ahead log.
+
+mod maint;
+pub(crate) mod reader;
+pub(crate) mod recovery;
+pub(crate) mod report;
+pub(crate) mod segment;
+mod stats;
+mod sync;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, IoOp, Result};
+use crate::format::{SEGMENT_DATA_OFFSET, SegmentMeta};
+use crate::options::{Durability, Options};
+use crate::sys::{Env, LockMode, Step};
+use crate::Lsn;
+
+pub use reader::{Iter, Record, Tail};
+pub use report::{DropReason, Dropped, RecoveryReport};
+pub use stats::Stats;
+
+use segment::{Cursor, LockHold, Segment, SegmentParts};
+
+/// A segmented, memory-mapped write-ahead log.
+///
+/// `Wal` is `Send + Sync`: share it between threads with `Arc` (or scoped threads) and
+/// append from all of them. Appends reserve their place under a short lock and copy and
+/// checksum outside it; concurrent durable appends share one flush.
+///
+/// ```
+/// use mmlog::{Durability, Lsn, Options, Wal};
+///
+/// let dir = tempfile::tempdir()?;
+/// let (wal, report) = Wal::open(dir.path(), Options::default())?;
+/// assert!(report.created);
+///
+/// let first = wal.append(b"hello")?; // durable: Options::durability is Sync
+/// wal.append_with(b"fast", Durability::None)?; // in the mapping; survives a process crash
+/// wal.append_batch(&[b"all", b"or", b"nothing"])?;
+/// wal.sync()?;
+///
+/// let payloads: Vec<Vec<u8>> = wal
+///     .iter_from(first)?
+///     .map(|r| r.map(|r| r.payload().to_vec()))
+///     .collect::<Result<_, _>>()?;
+/// assert_eq!(payloads[0], b"hello");
+/// assert_eq!(payloads.len(), 5);
+/// wal.close()?;
+///
+/// let (wal, report) = Wal::open(dir.path(), Options::default())?;
+/// assert!(report.clean_shutdown);
+/// assert_eq!(wal.read(Lsn(2))?.payload(), b"fast");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Wal {
+    shared: Arc<Shared>,
+    maint: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.shared.dir)
+            .field("appended", &self.appended())
+            .field("durable", &self.durable())
+            .finish()
+    }
+}
+
+/// State shared by the handle, its background thread and its readers.
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: Options,
+    pub(crate) env: Env,
+    read_only: bool,
+    lock: Mutex<Option<Arc<LockHold>>>,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    writer: Mutex<WriterState>,
+    /// Last LSN whose record (and every earlier one) is published.
+    appended: AtomicU64,
+    pending_count: AtomicUsize,
+    pending: Mutex<Vec<Done>>,
+    waiters: AtomicUsize,
+    notify_lock: Mutex<()>,
+    notify_cv: Condvar,
+    sync: Mutex<SyncState>,
+    sync_cv: Condvar,
+    /// Mirror of `SyncState::durable` for lock-free reads.
+    durable: AtomicU64,
+    poisoned: AtomicBool,
+    next_epoch: AtomicU32,
+    first_lsn: AtomicU64,
+    maint: maint::Maint,
+    closed: AtomicBool,
+    stats: stats::Counters,
+    opened_at_lsn: u64,
+}
+
+/// The writer's position; guarded by `Shared::writer`.
+pub(crate) struct WriterState {
+    active: Option<(Arc<Segment>, Cursor)>,
+    next_lsn: u64,
+    /// Offset from which the next frame gets a sparse index entry.
+    index_next: u64,
+    closed: bool,
+}
+
+/// A frame filled out of order, waiting for its predecessors.
+pub(crate) struct Done {
+    first: u64,
+    last: u64,
+    seg: Arc<Segment>,
+    end: u64,
+}
+
+pub(crate) struct SyncState {
+    durable: u64,
+    in_flight: bool,
+    poison: Option<Arc<Error>>,
+}
+
+impl Wal {
+    /// Opens the log in `dir` (creating it if allowed), recovers it, and returns it
+    /// ready to append, with a report of what recovery found.
+    ///
+    /// The directory is locked before any file is read: a second open, from this
+    /// process or another, fails with [`Error::Locked`] and touches nothing.
+    ///
+    /// ```
+    /// use mmlog::{Options, RecoveryMode, Wal};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let opts = Options {
+    ///     segment_size_bytes: 64 * 1024,
+    ///     recovery_mode: RecoveryMode::TolerateCorruptedTail,
+    ///     ..Options::default()
+    /// };
+    /// let (wal, report) = Wal::open(dir.path(), opts.clone())?;
+    /// println!("{report}");
+    /// assert!(matches!(
+    ///     Wal::open(dir.path(), opts),
+    ///     Err(mmlog::Error::Locked { .. })
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<(Wal, RecoveryReport)> {
+        let started = Instant::now();
+        opts.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let env = opts.env.clone();
+        let storage = env.storage.as_ref();
+        let read_only = opts.read_only;
+        let exists = storage
+            .dir_exists(&dir)
+            .map_err(|e| Error::io(IoOp::Stat, &dir, e))?;
+        if !exists {
+            if read_only || !opts.create_if_missing {
+                return Err(Error::io(
+                    IoOp::Open,
+                    &dir,
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                ));
+            }
+            storage
+                .create_dir_all(&dir)
+                .map_err(|e| Error::io(IoOp::Create, &dir, e))?;
+        }
+        let mode = if read_only {
+            LockMode::Shared
+        } else {
+            LockMode::Exclusive
+        };
+        let guard = storage
+            .try_lock_dir(&dir, mode)
+            .map_err(|e| Error::io(IoOp::Lock, &dir, e))?;
+        let Some(guard) = guard else {
+            return Err(Error::Locked {
+                pid: storage.read_lock_owner(&dir),
+                dir,
+            });
+        };
+        if !read_only {
+            storage
+                .write_lock_owner(&dir, std::process::id())
+                .map_err(|e| Error::io(IoOp::Lock, &dir, e))?;
+        }
+        let lock = Arc::new(LockHold {
+            _guard: Some(guard),
+        });
+
+        let out = recovery::scan(&dir, &env, opts.recovery_mode, !read_only)?;
+        let mut report = out.report;
+        let next_lsn = out.next_lsn;
+        let first_lsn = out.first_lsn;
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            env: env.clone(),
+            read_only,
+            lock: Mutex::new(Some(Arc::clone(&lock))),
+            segments: RwLock::new(Vec::new()),
+            writer: Mutex::new(WriterState {
+                active: None,
+                next_lsn,
+                index_next: 0,
+                closed: false,
+            }),
+            appended: AtomicU64::new(next_lsn - 1),
+            pending_count: AtomicUsize::new(0),
+            pending: Mutex::new(Vec::new()),
+            waiters: AtomicUsize::new(0),
+            notify_lock: Mutex::new(()),
+            notify_cv: Condvar::new(),
+            sync: Mutex::new(SyncState {
+                durable: next_lsn - 1,
+                in_flight: false,
+                poison: None,
+            }),
+            sync_cv: Condvar::new(),
+            durable: AtomicU64::new(next_lsn - 1),
+            poisoned: AtomicBool::new(false),
+            next_epoch: AtomicU32::new(out.max_epoch.saturating_add(1).max(1)),
+            first_lsn: AtomicU64::new(first_lsn),
+            maint: maint::Maint::default(),
+            closed: AtomicBool::new(false),
+            stats: stats::Counters::default(),
+            opened_at_lsn: next_lsn - 1,
+            opts,
+        });
+
+        let files = out.files;
+        if files.is_empty() {
+            if !read_only {
+                // A new log: segment 1, whose header carries base LSN 1 from the start.
+                let seg = shared.prepare_segment(1, Some(1))?;
+                let cursor = seg
+                    .take_cursor(SEGMENT_DATA_OFFSET)
+                    .ok_or_else(|| Error::InvalidArgument("new segment in use (bug)".into()))?;
+                let mut w = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                shared.install_active(&mut w, seg, cursor);
+                report.created = true;
+            }
+        } else {
+            let mut ends = out.ends;
+            // A writer erases the seal of the last clean close: the frames before it
+            // are durable (synced just below), and if this session crashes, the next
+            // open must not take the old seal for a clean close of this one.
+            if let Some((k, offset)) = out.final_seal
+                && !read_only
+                && let Some(f) = files.get(k)
+            {
+                env.check(Step::SegmentSeal, &f.path)?;
+                f.file
+                    .write_at(offset, &[0u8; crate::format::RECORD_HEADER_LEN])
+                    .map_err(|e| Error::io(IoOp::Write, &f.path, e))?;
+                if let Some(e) = ends.get_mut(k) {
+                    *e = offset;
+                }
+            }
+            // Make what recovery returns durable before anything else happens, so that
+            // recovering again after a power cut returns the same log.
+            if !read_only {
+                for f in &files {
+                    env.op(Step::SegmentSync, &f.path, |_| f.file.sync_data())?;
+                }
+            }
+            let count = files.len();
+            let mut live = Vec::with_capacity(count + 1);
+            let mut active = None;
+            let mut indexes = out.indexes.into_iter();
+            let mut holes = out.holes.into_iter();
+            for (k, f) in files.into_iter().enumerate() {
+                let end = ends.get(k).copied().unwrap_or(SEGMENT_DATA_OFFSET);
+                let index = indexes.next().unwrap_or_default();
+                let holes = holes.next().unwrap_or_default();
+                let last = k + 1 == count;
+                let keep_writing = last && !read_only && !out.seal_last;
+                let (map, meta) = if keep_writing {
+                    drop(f.view);
+                    let len = usize::try_from(f.meta.segment_bytes).map_err(|_| {
+                        Error::InvalidArgument("segment does not fit in memory".into())
+                    })?;
+                    let map = env.op(Step::SegmentMap, &f.path, |_| f.file.map(len, true))?;
+                    (map, f.meta)
+                } else {
+                    (f.view.into_mapping(), f.meta)
+                };
+                let seg = Arc::new(Segment::new(SegmentParts {
+                    path: f.path,
+                    meta,
+                    slot: f.slot,
+                    map,
+                    file: f.file,
+                    end,
+                    index,
+                    holes,
+                    flushed: true,
+                    lock: Arc::clone(&lock),
+                }));
+                if last && !read_only && out.seal_last {
+                    // Bytes of this epoch lie past the end: seal the segment there so
+                    // that they can never be read as records, and go on in a new one.
+                    shared.seal_segment(&seg, end)?;
+                }
+                if keep_writing {
+                    if seg.base_lsn() == 0 {
+                        seg.update_header(&env, Step::SegmentHeaderWrite, |m| {
+                            m.base_lsn = next_lsn;
+                        })?;
+                    }
+                    let cursor = seg
+                        .take_cursor(end)
+                        .ok_or_else(|| Error::InvalidArgument("segment in use (bug)".into()))?;
+                    active = Some((Arc::clone(&seg), cursor));
+                }
+                live.push(seg);
+            }
+            let last_seq = live.last().map_or(0, |s| s.seq);
+            *shared.segments.write().unwrap_or_else(PoisonError::into_inner) = live;
+            if !read_only {
+                shared.remove_files(&out.remove, &mut report)?;
+                let mut w = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                match active {
+                    Some((seg, cursor)) => {
+                        w.index_next = cursor.pos();
+                        w.active = Some((seg, cursor));
+                    }
+                    None => {
+                        let seg = shared.prepare_segment(last_seq + 1, Some(next_lsn))?;
+                        let cursor = seg.take_cursor(SEGMENT_DATA_OFFSET).ok_or_else(|| {
+                            Error::InvalidArgument("new segment in use (bug)".into())
+                        })?;
+                        shared.install_active(&mut w, seg, cursor);
+                    }
+                }
+            }
+        }
+        drop(lock);
+
+        report.first_lsn = Lsn(first_lsn);
+        report.next_lsn = Lsn(next_lsn);
+        report.last_lsn = Lsn(next_lsn - 1);
+        report.segments = shared.segment_list().len() as u64;
+        report.duration = started.elapsed();
+
+        let maint = if read_only {
+            None
+        } else {
+            if let Some(seq) = shared.active_seq() {
+                shared.maint.request(seq + 1);
+            }
+            Some(
+                maint::spawn(Arc::clone(&shared))
+                    .map_err(|e| Error::io(IoOp::Create, &dir, e))?,
+            )
+        };
+        Ok((
+            Wal {
+                shared,
+                maint: Mutex::new(maint),
+            },
+            report,
+        ))
+    }
+
+    /// Appends one record with the log's default durability
+    /// ([`Options::durability`]) and returns its LSN.
+    pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
+        self.shared.append_one(payload, self.shared.opts.durability)
+    }
+
+    /// Appends one record with the given durability.
+    pub fn append_with(&self, payload: &[u8], durability: Durability) -> Result<Lsn> {
+        self.shared.append_one(payload, durability)
+    }
+
+    /// Appends several records that recover together or not at all, with the log's
+    /// default durability. Returns the LSN of the first; the others follow densely.
+    /// The whole batch must fit in one segment.
+    pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<Lsn> {
+        self.shared.append_many(payloads, self.shared.opts.durability)
+    }
+
+    /// [`Wal::append_batch`] with the given durability.
+    pub fn append_batch_with(&self, payloads: &[&[u8]], durability: Durability) -> Result<Lsn> {
+        self.shared.append_many(payloads, durability)
+    }
+
+    /// Makes every record appended so far durable; returns the durable LSN.
+    pub fn sync(&self) -> Result<Lsn> {
+        self.shared.check_open()?;
+        self.shared.sync_all()
+    }
+
+    /// Waits until `lsn` is durable, syncing if no sync covering it is running.
+    /// Waits (without spinning) for `lsn` to be appended if another thread holds its
+    /// reservation. An LSN that was never handed out is an error.
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        self.shared.check_open()?;
+        let reserved = self.shared.reserved();
+        if lsn.0 > reserved {
+            return Err(Error::InvalidArgument(format!(
+                "LSN {lsn} has not been appended (last handed out: {reserved})"
+            )));
+        }
+        if self.shared.appended() < lsn.0 {
+            self.shared.wait_appended(lsn.0, far_future());
+        }
+        self.shared.sync_to(lsn.0)
+    }
+
+    /// The last LSN whose record, and every earlier one, is readable.
+    pub fn appended(&self) -> Lsn {
+        Lsn(self.shared.appended())
+    }
+
+    /// The last LSN known to be on stable storage.
+    pub fn durable(&self) -> Lsn {
+        Lsn(self.shared.durable.load(Ordering::Acquire))
+    }
+
+    /// The first LSN still in the log.
+    pub fn first_lsn(&self) -> Lsn {
+        Lsn(self.shared.first_lsn.load(Ordering::Acquire))
+    }
+
+    /// Records from `from` on (or from the first one still in the log, if `from` was
+    /// purged), as they are now. Payloads are borrowed from the mapping.
+    pub fn iter_from(&self, from: Lsn) -> Result<Iter> {
+        self.shared.check_readable()?;
+        Ok(Iter::new(&self.shared, from.0))
+    }
+
+    /// The record with LSN `lsn`.
+    pub fn read(&self, lsn: Lsn) -> Result<Record> {
+        self.shared.check_readable()?;
+        if lsn.0 < self.shared.first_lsn.load(Ordering::Acquire) || lsn.0 > self.shared.appended()
+        {
+            return Err(Error::NotFound { lsn });
+        }
+        match Iter::new(&self.shared, lsn.0).next() {
+            Some(Ok(r)) if r.lsn() == lsn => Ok(r),
+            Some(Err(e)) => Err(e),
+            _ => Err(Error::NotFound { lsn }),
+        }
+    }
+
+    /// A reader that returns the records from `from` on and then waits for new ones.
+    pub fn tail(&self, from: Lsn) -> Tail<'_> {
+        Tail::new(&self.shared, from.0)
+    }
+
+    /// Drops every record after `lsn`, crash-atomically: once this returns, no crash
+    /// can bring them back; if it fails or crashes midway, the log holds either all of
+    /// them or none. The next append gets `lsn + 1`. `lsn` may not fall inside a batch.
+    pub fn truncate_after(&self, lsn: Lsn) -> Result<()> {
+        self.shared.truncate_after(lsn.0)
+    }
+
+    /// Removes the segments whose records all lie below `lsn` (segment granularity:
+    /// records below `lsn` may remain). Returns the new first LSN.
+    pub fn purge_before(&self, lsn: Lsn) -> Result<Lsn> {
+        self.shared.purge_before(lsn.0).map(Lsn)
+    }
+
+    /// Counters since the log was opened.
+    pub fn stats(&self) -> Stats {
+        let records = self.shared.appended().saturating_sub(self.shared.opened_at_lsn);
+        self.shared.stats.snapshot(records)
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The options the log was opened with.
+    pub fn options(&self) -> &Options {
+        &self.shared.opts
+    }
+
+    /// Syncs everything, writes the seal that marks a clean shutdown, stops the
+    /// background thread and releases the lock (once the last borrowed [`Record`] is
+    /// dropped). Later calls on this handle return [`Error::Closed`]; closing twice is
+    /// not an error. On a poisoned log the seal is not written, so the next open knows
+    /// the shutdown was not clean.
+    pub fn close(&self) -> Result<()> {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.stop_background();
+        let result = if self.shared.read_only {
+            Ok(())
+        } else {
+            self.shared.seal_and_sync()
+        };
+        self.shared.release();
+        result
+    }
+
+    fn stop_background(&self) {
+        self.shared.maint.shutdown();
+        let handle = self
+            .maint
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Wal {
+    /// Dropping without [`Wal::close`] is a crash as far as the disk is concerned
+    /// (nothing more is synced, no seal is written), but the background thread is
+    /// stopped and joined.
+    fn drop(&mut self) {
+        self.stop_background();
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.release();
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(60 * 60 * 24 * 365)
+}
+
+impl Shared {
+    pub(crate) fn appended(&self) -> u64 {
+        self.appended.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn reserved(&self) -> u64 {
+        self.writer
+            .lock()
+            .map(|w| w.next_lsn - 1)
+            .unwrap_or_else(|p| p.into_inner().next_lsn - 1)
+    }
+
+    fn active_seq(&self) -> Option<u64> {
+        let w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        w.active.as_ref().map(|(s, _)| s.seq)
+    }
+
+    pub(crate) fn segment_list(&self) -> Vec<Arc<Segment>> {
+        self.segments
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn lock_hold(&self) -> Result<Arc<LockHold>> {
+        self.lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(Error::Closed)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        Ok(())
+    }
+
+    fn check_readable(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Syncs everything appended so far.
+    pub(crate) fn sync_all(&self) -> Result<Lsn> {
+        let target = self.appended();
+        self.sync_to(target)?;
+        Ok(Lsn(self.durable.load(Ordering::Acquire)))
+    }
+
+    /// Wakes tailing readers and anyone waiting for in-flight appends.
+    pub(crate) fn notify_appended(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _g = self.notify_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.notify_cv.notify_all();
+        }
+    }
+
+    /// Waits until `lsn` is appended or `deadline` passes; true when it was appended.
+    pub(crate) fn wait_appended(&self, lsn: u64, deadline: Instant) -> bool {
+        let mut g = self.notify_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let ok = loop {
+            if self.appended() >= lsn {
+                break true;
+            }
+            if self.is_closed() {
+                break false;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            g = self
+                .notify_cv
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        ok
+    }
+
+    /// Removes `paths` (ignoring ones already gone) and syncs the directory.
+    fn remove_files(&self, paths: &[PathBuf], report: &mut RecoveryReport) -> Result<()> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        for p in paths {
+            match self.env.op(Step::SegmentRemove, p, |s| s.remove_file(p)) {
+                Ok(()) => report.removed_files.push(p.clone()),
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.env
+            .op(Step::DirSync, &self.dir, |s| s.sync_dir(&self.dir))
+    }
+
+    /// Seals `seg` at `end`: frames at or past `end`, and every later segment created
+    /// before now, are dead. Durable when this returns.
+    fn seal_segment(&self, seg: &Segment, end: u64) -> Result<SegmentMeta> {
+        let seal_epoch = self.alloc_epoch()?;
+        let meta = seg.update_header(&self.env, Step::SegmentSeal, |m| {
+            m.seal_epoch = seal_epoch;
+            m.sealed_end = end;
+        })?;
+        seg.sync_file(&self.env, Step::SegmentSeal)?;
+        seg.cut_visible(end);
+        Ok(meta)
+    }
+
+    /// Waits for every reservation handed out so far to be published. The writer lock
+    /// is held by the caller, so no new one can start.
+    fn drain_in_flight(&self, w: &WriterState) {
+        let target = w.next_lsn - 1;
+        if self.appended() < target {
+            self.wait_appended(target, far_future());
+        }
+    }
+
+    fn truncate_after(&self, lsn: u64) -> Result<()> {
+        self.check_open()?;
+        self.check_poison()?;
+        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if w.closed {
+            return Err(Error::Closed);
+        }
+        let last = w.next_lsn - 1;
+        if lsn >= last {
+            return Ok(());
+        }
+        let first = self.first_lsn.load(Ordering::Acquire);
+        if lsn.saturating_add(1) < first {
+            return Err(Error::InvalidArgument(format!(
+                "cannot truncate after {lsn}: the log starts at {first}"
+            )));
+        }
+        self.drain_in_flight(&w);
+        let cut = lsn + 1;
+        // Find the frame that starts at `cut`.
+        let segs = self.segment_list();
+        let i = segs
+            .partition_point(|s| s.base_lsn() != 0 && s.base_lsn() <= cut)
+            .saturating_sub(1);
+        let seg = segs
+            .get(i)
+            .cloned()
+            .ok_or_else(|| Error::InvalidArgument("no segment holds the cut (bug)".into()))?;
+        let offset = frame_offset(&seg, cut)?;
+        let stale = self.maint.discard();
+        self.exclusive(|durable| {
+            self.seal_segment(&seg, offset)?;
+            let removed: Vec<Arc<Segment>> = {
+                let mut list = self.segments.write().unwrap_or_else(PoisonError::into_inner);
+                let keep = (i + 1).min(list.len());
+                list.split_off(keep)
+            };
+            let mut paths: Vec<PathBuf> = removed.iter().map(|s| s.path.clone()).collect();
+            if let Some(s) = &stale {
+                paths.push(s.path.clone());
+            }
+            let mut ignore = RecoveryReport::new(self.dir.clone(), self.opts.recovery_mode);
+            self.remove_files(&paths, &mut ignore)?;
+            self.stats
+                .segments_removed
+                .fetch_add(removed.len() as u64, Ordering::Relaxed);
+            let fresh = self.prepare_segment(seg.seq + 1, Some(cut))?;
+            let cursor = fresh
+                .take_cursor(SEGMENT_DATA_OFFSET)
+                .ok_or_else(|| Error::InvalidArgument("new segment in use (bug)".into()))?;
+            w.next_lsn = cut;
+            self.appended.store(lsn, Ordering::SeqCst);
+            *durable = (*durable).min(lsn);
+            self.install_active(&mut w, fresh, cursor);
+            Ok(())
+        })?;
+        let seq = w.active.as_ref().map(|(s, _)| s.seq);
+        drop(w);
+        if let Some(seq) = seq {
+            self.maint.request(seq + 1);
+        }
+        Ok(())
+    }
+
+    fn purge_before(&self, lsn: u64) -> Result<u64> {
+        self.check_open()?;
+        // The first segment that stays must have a durable header and the records
+        // before `lsn` may go, so everything appended is made durable first.
+        self.sync_all()?;
+        self.exclusive(|_| {
+            let victims: Vec<Arc<Segment>> = {
+                let list = self.segments.read().unwrap_or_else(PoisonError::into_inner);
+                let mut n = 0;
+                // Segment k may go when the next one starts at or below `lsn`; the
+                // last (active) segment always stays.
+                while let Some(next) = list.get(n + 1) {
+                    let base = next.base_lsn();
+                    if base == 0 || base > lsn {
+                        break;
+                    }
+                    n += 1;
+                }
+                list.iter().take(n).cloned().collect()
+            };
+            if victims.is_empty() {
+                return Ok(self.first_lsn.load(Ordering::Acquire));
+            }
+            // Oldest first: a crash midway leaves a shorter prefix missing, never a hole.
+            for seg in &victims {
+                self.env
+                    .op(Step::SegmentRemove, &seg.path, |s| s.remove_file(&seg.path))?;
+                let mut list = self.segments.write().unwrap_or_else(PoisonError::into_inner);
+                if list.first().is_some_and(|s| s.seq == seg.seq) {
+                    list.remove(0);
+                }
+                if let Some(first) = list.first() {
+                    self.first_lsn.store(first.base_lsn(), Ordering::Release);
+                }
+            }
+            self.env
+                .op(Step::DirSync, &self.dir, |s| s.sync_dir(&self.dir))?;
+            self.stats
+                .segments_removed
+                .fetch_add(victims.len() as u64, Ordering::Relaxed);
+            Ok(self.first_lsn.load(Ordering::Acquire))
+        })
+    }
+
+    /// The clean-close sequence: no new appends, wait for those in flight, sync, write
+    /// the seal, flush it.
+    fn seal_and_sync(&self) -> Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        w.closed = true;
+        self.drain_in_flight(&w);
+        self.sync_to(w.next_lsn - 1)?;
+        self.exclusive(|_| {
+            self.write_seal(&mut w)?;
+            if let Some((seg, _)) = &w.active {
+                seg.flush_published(&self.env)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Drops every segment reference this handle holds; the lock goes with the last.
+    fn release(&self) {
+        if let Ok(mut w) = self.writer.lock() {
+            w.closed = true;
+            w.active = None;
+        }
+        let _ = self.maint.discard();
+        if let Ok(mut list) = self.segments.write() {
+            list.clear();
+        }
+        if let Ok(mut l) = self.lock.lock() {
+            l.take();
+        }
+        // Wake tailing readers so they notice the close.
+        let _g = self.notify_lock.lock();
+        self.notify_cv.notify_all();
+    }
+}
+
+/// Offset of the frame whose first LSN is `lsn` in `seg`.
+fn frame_offset(seg: &Segment, lsn: u64) -> Result<u64> {
+    let data = seg.published();
+    let mut pos = seg.seek(lsn);
+    let end = seg.visible_end();
+    while pos < end {
+        if let Some(resume) = seg.hole_at(pos) {
+            pos = resume;
+            continue;
+        }
+        let rel = usize::try_from(pos - SEGMENT_DATA_OFFSET)
+            .map_err(|_| Error::InvalidArgument("offset overflow".into()))?;
+        let frame = crate::format::decode_frame(data.get(rel..).unwrap_or_default(), seg.epoch, false)
+            .map_err(|_| Error::corrupt(&seg.path, pos, crate::error::CorruptionKind::BadLength))?;
+        if frame.kind != crate::format::FrameKind::Seal {
+            if frame.lsn == lsn {
+                return Ok(pos);
+            }
+            if frame.lsn < lsn && lsn < frame.lsn + frame.count {
+                return Err(Error::InvalidArgument(format!(
+                    "LSN {lsn} is inside a batch starting at {}; batches are truncated whole",
+                    frame.lsn
+                )));
+            }
+            if frame.lsn > lsn {
+                break;
+            }
+        }
+        pos += frame.frame_bytes;
+    }
+    // `lsn` is the next LSN of this segment: the cut is at its end.
+    if pos >= end {
+        return Ok(end);
+    }
+    Err(Error::NotFound { lsn: Lsn(lsn) })
+}

@@ -1,0 +1,688 @@
+//! Recovery: find the valid prefix of the log and decide what to do with the rest.
+//!
+//! The scan follows the chain of frames from the first segment: each frame must be
+//! valid (checksum, epoch, bounds) and carry the next LSN. Where the chain stops, the
+//! rest of the log is searched for frames that still validate ("beyond"), and the
+//! recovery mode decides:
+//!
+//! * nothing valid beyond, and the stop is zeroed or stale space: the normal end;
+//! * the damage is of a kind a torn write can produce (zeroes, stale bytes, a bad length
+//!   or checksum) and no frame beyond proves that the damaged LSN had been durable (its
+//!   `durable_hint` is below it, and no seal vouches for it): a torn tail, trimmed and
+//!   reported in the default mode;
+//! * otherwise: corruption, an error in the default mode.
+//!
+//! This module only reads. It returns what the caller must do (seal the last segment,
+//! remove files) and the caller does it, unless the log is opened read-only.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{CorruptionKind, Error, IoOp, Result};
+use crate::format::{
+    self, FrameKind, HeaderRead, Invalid, PAGE_BYTES, RECORD_HEADER_BYTES, SEGMENT_DATA_OFFSET,
+    SegmentMeta, SlotDamage,
+};
+use crate::options::RecoveryMode;
+use crate::sys::{Env, Step, StorageFile};
+use crate::wal::report::{DropReason, Dropped, RecoveryReport};
+use crate::wal::segment::{Frozen, INDEX_STRIDE_BYTES, IndexEntry};
+use crate::Lsn;
+
+/// Segment file names: 20 decimal digits and `.seg`.
+pub(crate) fn segment_file_name(seq: u64) -> String {
+    format!("{seq:020}.seg")
+}
+
+/// Temporary name of a segment being prepared.
+pub(crate) fn segment_tmp_name(seq: u64) -> String {
+    format!("{seq:020}.seg.tmp")
+}
+
+/// The sequence number in a segment file name.
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// One segment file as recovery sees it.
+pub(crate) struct ScanFile {
+    pub path: PathBuf,
+    pub seq: u64,
+    pub file: Box<dyn StorageFile>,
+    pub meta: SegmentMeta,
+    pub slot: usize,
+    pub view: Frozen,
+}
+
+impl ScanFile {
+    /// The area that may hold live frames, relative to `SEGMENT_DATA_OFFSET`.
+    fn data(&self) -> &[u8] {
+        let data = self.view.data();
+        let limit = self.meta.data_end().saturating_sub(SEGMENT_DATA_OFFSET);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX).min(data.len());
+        data.get(..limit).unwrap_or_default()
+    }
+}
+
+/// The result of a scan.
+pub(crate) struct Outcome {
+    /// Files that hold the log, in order. Empty for a directory without a log.
+    pub files: Vec<ScanFile>,
+    /// End of the valid frames of each file (absolute offset).
+    pub ends: Vec<u64>,
+    /// Sparse index of each file.
+    pub indexes: Vec<Vec<IndexEntry>>,
+    /// Damaged ranges skipped inside each file (salvage mode): `(start, resume)`.
+    pub holes: Vec<Vec<(u64, u64)>>,
+    pub first_lsn: u64,
+    pub next_lsn: u64,
+    /// Highest epoch seen in any file, dead ones included.
+    pub max_epoch: u32,
+    /// The last file has bytes of its epoch past the end: seal it there and continue
+    /// in a new segment, so they can never be taken for records.
+    pub seal_last: bool,
+    /// Files to remove: leftovers, dead and trimmed segments.
+    pub remove: Vec<PathBuf>,
+    /// The seal of a clean close, when it is the last frame: (file, offset). A writer
+    /// erases it, so that a crash of the new session is not taken for a clean close.
+    pub final_seal: Option<(usize, u64)>,
+    pub report: RecoveryReport,
+}
+
+/// Where and why the chain of frames stopped.
+#[derive(Debug, Clone, Copy)]
+struct Stop {
+    file: usize,
+    /// Relative to `SEGMENT_DATA_OFFSET`.
+    rel: usize,
+    expected: u64,
+    reason: StopReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    /// Zeroed or stale space, or the end of the usable area.
+    Clean(Invalid),
+    Damage(Damage),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Damage {
+    Frame(Invalid),
+    LsnGap(u64),
+    MissingSegment(u64),
+}
+
+impl Damage {
+    /// Whether a torn write at a crash can produce this.
+    fn tearable(self) -> bool {
+        match self {
+            Damage::Frame(inv) => matches!(
+                inv,
+                Invalid::TornHeader | Invalid::BadLength | Invalid::Checksum
+            ),
+            Damage::LsnGap(_) | Damage::MissingSegment(_) => false,
+        }
+    }
+
+    fn reason(self) -> DropReason {
+        match self {
+            Damage::Frame(Invalid::Checksum) => DropReason::ChecksumMismatch,
+            Damage::Frame(Invalid::UnknownKind(_)) => DropReason::UnknownKind,
+            Damage::Frame(Invalid::Stale) => DropReason::StaleEpoch,
+            Damage::Frame(Invalid::Zero) => DropReason::TornTail,
+            Damage::Frame(_) => DropReason::BadLength,
+            Damage::LsnGap(_) => DropReason::LsnGap,
+            Damage::MissingSegment(_) => DropReason::MissingSegment,
+        }
+    }
+
+    fn kind(self, expected: u64) -> CorruptionKind {
+        match self {
+            Damage::Frame(Invalid::Checksum) => CorruptionKind::Checksum,
+            Damage::Frame(Invalid::UnknownKind(k)) => CorruptionKind::UnknownRecordKind(k),
+            Damage::Frame(Invalid::Stale) => CorruptionKind::StaleEpoch,
+            Damage::Frame(Invalid::Zero) => CorruptionKind::Hole,
+            Damage::Frame(_) => CorruptionKind::BadLength,
+            Damage::LsnGap(found) => CorruptionKind::LsnGap {
+                expected: Lsn(expected),
+                found: Lsn(found),
+            },
+            Damage::MissingSegment(seq) => CorruptionKind::MissingSegment { seq },
+        }
+    }
+}
+
+/// What lies past a stop.
+#[derive(Debug, Default)]
+struct Beyond {
+    /// Valid frames found (in any later position or segment).
+    frames: u64,
+    records: u64,
+    first_lsn: Option<u64>,
+    last_lsn: Option<u64>,
+    /// A valid frame beyond was written after the stop's LSN was durable.
+    proof: bool,
+    /// The stop's own file has header-shaped bytes of its epoch past the stop.
+    dirty: bool,
+    /// Bytes from the stop to the end of the furthest candidate in the stop's file.
+    high_water: u64,
+    /// The first valid frame beyond with an LSN at or above the expected one.
+    resume: Option<(usize, usize)>,
+    /// The search gave up (pathological input): classify conservatively.
+    exhausted: bool,
+}
+
+/// Reads the directory and scans the log. Never writes.
+pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) -> Result<Outcome> {
+    let storage = env.storage.as_ref();
+    let mut report = RecoveryReport::new(dir.to_path_buf(), mode);
+    let mut remove = Vec::new();
+    let names = storage
+        .list_dir(dir)
+        .map_err(|e| Error::io(IoOp::List, dir, e))?;
+    let mut seqs: Vec<(u64, String)> = Vec::new();
+    for name in names {
+        if let Some(seq) = parse_segment_name(&name) {
+            seqs.push((seq, name));
+        } else if name.ends_with(".seg.tmp") {
+            remove.push(dir.join(name));
+        }
+    }
+    seqs.sort_unstable();
+
+    let mut files: Vec<ScanFile> = Vec::new();
+    let count = seqs.len();
+    for (k, (seq, name)) in seqs.into_iter().enumerate() {
+        let path = dir.join(&name);
+        let newest = k + 1 == count;
+        match open_segment(env, &path, seq, writable)? {
+            Opened::File(f) => files.push(f),
+            Opened::Incomplete { found } => {
+                if !newest || mode == RecoveryMode::AbsoluteConsistency {
+                    let kind = if found < PAGE_BYTES {
+                        CorruptionKind::BadFileSize {
+                            expected: PAGE_BYTES,
+                            found,
+                        }
+                    } else {
+                        CorruptionKind::BadHeader("never initialised".into())
+                    };
+                    return Err(Error::corrupt(&path, 0, kind));
+                }
+                // A crash while creating the newest segment: it never held a record.
+                report.dropped.push(Dropped {
+                    file: path.clone(),
+                    offset: 0,
+                    first_lsn: Lsn(0),
+                    dropped_lsns: None,
+                    records: 0,
+                    bytes: found,
+                    reason: DropReason::IncompleteSegment,
+                    torn_tail: true,
+                });
+                remove.push(path);
+            }
+        }
+    }
+
+    let max_epoch = files
+        .iter()
+        .map(|f| f.meta.epoch.max(f.meta.seal_epoch))
+        .max()
+        .unwrap_or(0);
+
+    // Segments older than a seal placed in an earlier segment are dead: they were
+    // written before a truncation or a trimmed tail.
+    let mut live = Vec::with_capacity(files.len());
+    let mut max_seal = 0u32;
+    for f in files {
+        if f.meta.epoch < max_seal {
+            remove.push(f.path.clone());
+            continue;
+        }
+        max_seal = max_seal.max(f.meta.seal_epoch);
+        live.push(f);
+    }
+
+    let mut out = Outcome {
+        files: Vec::new(),
+        ends: Vec::new(),
+        indexes: Vec::new(),
+        holes: Vec::new(),
+        first_lsn: 1,
+        next_lsn: 1,
+        max_epoch,
+        seal_last: false,
+        remove,
+        final_seal: None,
+        report,
+    };
+    if live.is_empty() {
+        return Ok(out);
+    }
+    let mut scanner = Scanner::new(&live, mode);
+    let first = scanner.first_lsn()?;
+    let (end_file, end_rel, next, beyond) = scanner.run(first, &mut out.report)?;
+    out.report.records_scanned = scanner.records;
+    out.report.bytes_scanned = scanner.bytes;
+    let clean = out.report.dropped.is_empty() && beyond.frames == 0 && !beyond.dirty;
+    out.report.clean_shutdown = clean && scanner.last_seal.is_some();
+    out.final_seal = if clean { scanner.last_seal } else { None };
+    out.seal_last = beyond.dirty;
+    out.first_lsn = first;
+    out.next_lsn = next;
+    let mut ends = scanner.ends;
+    let indexes = scanner.indexes;
+    let holes = scanner.holes;
+    if let Some(e) = ends.get_mut(end_file) {
+        *e = SEGMENT_DATA_OFFSET + end_rel as u64;
+    }
+    // Files past the end hold nothing that survives.
+    for (k, f) in live.into_iter().enumerate() {
+        if k <= end_file {
+            out.files.push(f);
+        } else {
+            out.remove.push(f.path.clone());
+        }
+    }
+    out.ends = ends.into_iter().take(end_file + 1).collect();
+    out.indexes = indexes.into_iter().take(end_file + 1).collect();
+    out.holes = holes.into_iter().take(end_file + 1).collect();
+    Ok(out)
+}
+
+enum Opened {
+    File(ScanFile),
+    /// Shorter than a header page, or a header never written. `found` = file size.
+    Incomplete { found: u64 },
+}
+
+fn open_segment(env: &Env, path: &Path, seq: u64, writable: bool) -> Result<Opened> {
+    let storage = env.storage.as_ref();
+    let file = storage
+        .open_file(path, writable)
+        .map_err(|e| Error::io(IoOp::Open, path, e))?;
+    let len = file.len().map_err(|e| Error::io(IoOp::Stat, path, e))?;
+    if len < PAGE_BYTES {
+        return Ok(Opened::Incomplete { found: len });
+    }
+    let mut page = vec![0u8; usize::try_from(PAGE_BYTES).unwrap_or(4096)];
+    file.read_at(0, &mut page)
+        .map_err(|e| Error::io(IoOp::Read, path, e))?;
+    let (meta, slot) = match format::read_header(&page) {
+        HeaderRead::Valid(meta, slot) => (meta, slot),
+        HeaderRead::Empty => return Ok(Opened::Incomplete { found: len }),
+        HeaderRead::Version(found) => {
+            return Err(Error::UnsupportedVersion {
+                file: path.to_path_buf(),
+                found,
+                supported: format::FORMAT_VERSION,
+            });
+        }
+        HeaderRead::Damaged(d) => {
+            let kind = match d {
+                SlotDamage::Magic => CorruptionKind::BadMagic,
+                SlotDamage::Checksum => CorruptionKind::HeaderChecksum,
+                SlotDamage::Field(why) => CorruptionKind::BadHeader(why.into()),
+            };
+            return Err(Error::corrupt(path, 0, kind));
+        }
+    };
+    if meta.seq != seq {
+        return Err(Error::corrupt(
+            path,
+            0,
+            CorruptionKind::SequenceMismatch {
+                expected: seq,
+                found: meta.seq,
+            },
+        ));
+    }
+    if meta.segment_bytes != len {
+        return Err(Error::corrupt(
+            path,
+            0,
+            CorruptionKind::BadFileSize {
+                expected: meta.segment_bytes,
+                found: len,
+            },
+        ));
+    }
+    let map_len = usize::try_from(len).map_err(|_| {
+        Error::corrupt(path, 0, CorruptionKind::BadHeader("segment too large to map".into()))
+    })?;
+    env.check(Step::SegmentMap, path)?;
+    let map = file
+        .map(map_len, false)
+        .map_err(|e| Error::io(IoOp::Map, path, e))?;
+    let view = Frozen::new(map)
+        .ok_or_else(|| Error::InvalidArgument("expected a read-only mapping".into()))?;
+    Ok(Opened::File(ScanFile {
+        path: path.to_path_buf(),
+        seq,
+        file,
+        meta,
+        slot,
+        view,
+    }))
+}
+
+struct Scanner<'a> {
+    files: &'a [ScanFile],
+    mode: RecoveryMode,
+    ends: Vec<u64>,
+    indexes: Vec<Vec<IndexEntry>>,
+    holes: Vec<Vec<(u64, u64)>>,
+    records: u64,
+    bytes: u64,
+    /// Where the last frame of the chain is a seal: its file and offset.
+    last_seal: Option<(usize, u64)>,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(files: &'a [ScanFile], mode: RecoveryMode) -> Scanner<'a> {
+        Scanner {
+            files,
+            mode,
+            ends: vec![SEGMENT_DATA_OFFSET; files.len()],
+            indexes: vec![Vec::new(); files.len()],
+            holes: vec![Vec::new(); files.len()],
+            records: 0,
+            bytes: 0,
+            last_seal: None,
+        }
+    }
+
+    /// The LSN the log starts at: the first segment's base, or its first frame's LSN
+    /// when the base was never made durable.
+    fn first_lsn(&self) -> Result<u64> {
+        let Some(f) = self.files.first() else {
+            return Ok(1);
+        };
+        if f.meta.base_lsn != 0 {
+            return Ok(f.meta.base_lsn);
+        }
+        match format::decode_frame(f.data(), f.meta.epoch, true) {
+            Ok(fr) if fr.kind == FrameKind::Seal => Ok(fr.lsn.saturating_add(1)),
+            Ok(fr) => Ok(fr.lsn),
+            Err(_) => Err(Error::corrupt(
+                &f.path,
+                0,
+                CorruptionKind::BadHeader("first segment has no base LSN and no records".into()),
+            )),
+        }
+    }
+
+    /// Follows the chain from the start. Returns the end (file, relative offset), the
+    /// next LSN, and what lies beyond the end.
+    fn run(&mut self, first: u64, report: &mut RecoveryReport) -> Result<(usize, usize, u64, Beyond)> {
+        let mut at = (0usize, 0usize);
+        let mut expected = first;
+        loop {
+            let stop = self.follow(at, &mut expected);
+            let beyond = self.beyond(&stop);
+            match self.decide(&stop, &beyond, report)? {
+                Decision::End => return Ok((stop.file, stop.rel, expected, beyond)),
+                Decision::Resume(file, rel) => {
+                    // Salvage: everything between the stop and the next valid frame is
+                    // dropped; its LSNs become a gap. Readers jump over the hole.
+                    if file == stop.file
+                        && rel > stop.rel
+                        && let Some(holes) = self.holes.get_mut(file)
+                    {
+                        holes.push((
+                            SEGMENT_DATA_OFFSET + stop.rel as u64,
+                            SEGMENT_DATA_OFFSET + rel as u64,
+                        ));
+                    }
+                    at = (file, rel);
+                    if let Some(fr) = self.frame_at(file, rel) {
+                        expected = fr.lsn;
+                    }
+                }
+            }
+        }
+    }
+
+    fn frame_at(&self, file: usize, rel: usize) -> Option<format::FrameView<'a>> {
+        let f = self.files.get(file)?;
+        format::decode_frame(f.data().get(rel..)?, f.meta.epoch, true).ok()
+    }
+
+    /// Follows valid frames from `at` until something stops the chain.
+    fn follow(&mut self, at: (usize, usize), expected: &mut u64) -> Stop {
+        let (mut i, mut rel) = at;
+        let files = self.files;
+        loop {
+            let Some(f) = files.get(i) else {
+                // Unreachable: `i` only moves to files that exist.
+                return Stop {
+                    file: i.saturating_sub(1),
+                    rel: 0,
+                    expected: *expected,
+                    reason: StopReason::Clean(Invalid::Zero),
+                };
+            };
+            let data = f.data();
+            let here = data.get(rel..).unwrap_or_default();
+            let stop = |reason| Stop {
+                file: i,
+                rel,
+                expected: *expected,
+                reason,
+            };
+            match format::decode_frame(here, f.meta.epoch, true) {
+                Ok(fr) => {
+                    let lsn_ok = if fr.kind == FrameKind::Seal {
+                        fr.lsn.checked_add(1) == Some(*expected)
+                    } else {
+                        fr.lsn == *expected
+                    };
+                    if !lsn_ok {
+                        return stop(StopReason::Damage(Damage::LsnGap(fr.lsn)));
+                    }
+                    let index = self.indexes.get_mut(i);
+                    if let Some(index) = index
+                        && fr.kind != FrameKind::Seal
+                    {
+                        let offset = SEGMENT_DATA_OFFSET + rel as u64;
+                        if index
+                            .last()
+                            .is_none_or(|e| offset >= e.offset + INDEX_STRIDE_BYTES)
+                        {
+                            index.push(IndexEntry {
+                                lsn: fr.lsn,
+                                offset,
+                            });
+                        }
+                    }
+                    self.records += fr.count;
+                    self.bytes += fr.frame_bytes;
+                    *expected = fr.next_lsn().unwrap_or(u64::MAX);
+                    self.last_seal = (fr.kind == FrameKind::Seal)
+                        .then_some((i, SEGMENT_DATA_OFFSET + rel as u64));
+                    rel = rel.saturating_add(usize::try_from(fr.frame_bytes).unwrap_or(usize::MAX));
+                    if let Some(e) = self.ends.get_mut(i) {
+                        *e = SEGMENT_DATA_OFFSET + rel as u64;
+                    }
+                }
+                Err(inv) if inv.is_clean_end() => {
+                    let Some(next) = files.get(i + 1) else {
+                        return stop(StopReason::Clean(inv));
+                    };
+                    if next.seq != f.seq + 1 {
+                        return stop(StopReason::Damage(Damage::MissingSegment(f.seq + 1)));
+                    }
+                    if !continues(next, *expected) {
+                        return stop(StopReason::Clean(inv));
+                    }
+                    i += 1;
+                    rel = 0;
+                }
+                Err(inv) => return stop(StopReason::Damage(Damage::Frame(inv))),
+            }
+        }
+    }
+
+    /// Searches past `stop` for frames that still validate.
+    fn beyond(&self, stop: &Stop) -> Beyond {
+        let mut b = Beyond::default();
+        let total: u64 = self
+            .files
+            .iter()
+            .skip(stop.file)
+            .map(|f| f.data().len() as u64)
+            .sum();
+        // Every frame beyond consumes at least 4 bytes per LSN.
+        let max_lsn = stop.expected.saturating_add(total / 4 + 1);
+        let min_lsn = stop.expected.saturating_sub(1);
+        // Bound the checksum work on hostile input.
+        let mut budget = total.saturating_mul(4).saturating_add(1 << 20);
+        for (k, f) in self.files.iter().enumerate().skip(stop.file) {
+            let data = f.data();
+            let mut p = if k == stop.file { stop.rel } else { 0 };
+            p = p.next_multiple_of(8);
+            while let Some(here) = data.get(p..) {
+                let Some(h) = format::peek_header(here) else {
+                    break;
+                };
+                let advance = 8usize;
+                let candidate = h.epoch.get() == f.meta.epoch
+                    && (1..=3).contains(&h.kind)
+                    && h.flags == 0
+                    && h.reserved.get() == 0;
+                if !candidate {
+                    p += advance;
+                    continue;
+                }
+                let len = u64::from(h.len.get());
+                if k == stop.file {
+                    b.dirty = true;
+                    let end = (p - stop.rel.min(p)) as u64 + RECORD_HEADER_BYTES + len;
+                    b.high_water = b.high_water.max(end.min(data.len() as u64));
+                }
+                let lsn = h.lsn.get();
+                if lsn < min_lsn || lsn > max_lsn || len > here.len() as u64 {
+                    p += advance;
+                    continue;
+                }
+                if budget < len {
+                    b.exhausted = true;
+                    return b;
+                }
+                budget -= len;
+                match format::decode_frame(here, f.meta.epoch, true) {
+                    Ok(fr) => {
+                        b.frames += 1;
+                        b.records += fr.count;
+                        if fr.durable_hint >= stop.expected {
+                            b.proof = true;
+                        }
+                        if fr.kind != FrameKind::Seal {
+                            let last = fr.lsn + fr.count.saturating_sub(1);
+                            b.first_lsn = Some(b.first_lsn.map_or(fr.lsn, |x| x.min(fr.lsn)));
+                            b.last_lsn = Some(b.last_lsn.map_or(last, |x| x.max(last)));
+                            if b.resume.is_none() && fr.lsn >= stop.expected {
+                                b.resume = Some((k, p));
+                            }
+                        }
+                        p = p.saturating_add(usize::try_from(fr.frame_bytes).unwrap_or(usize::MAX));
+                    }
+                    Err(_) => p += advance,
+                }
+            }
+        }
+        b
+    }
+
+    fn decide(&self, stop: &Stop, b: &Beyond, report: &mut RecoveryReport) -> Result<Decision> {
+        let f = self.files.get(stop.file);
+        let path = f.map(|f| f.path.clone()).unwrap_or_default();
+        let offset = SEGMENT_DATA_OFFSET + stop.rel as u64;
+        let anything_beyond = b.frames > 0 || b.dirty;
+        let damage = match stop.reason {
+            StopReason::Clean(_) if !anything_beyond => return Ok(Decision::End),
+            StopReason::Clean(Invalid::Stale) => Damage::Frame(Invalid::Stale),
+            StopReason::Clean(_) => Damage::Frame(Invalid::Zero),
+            StopReason::Damage(d) => d,
+        };
+        let corrupt = |kind| Err(Error::corrupt(&path, offset, kind));
+        let dropped = |torn_tail: bool| Dropped {
+            file: path.clone(),
+            offset,
+            first_lsn: Lsn(stop.expected),
+            dropped_lsns: b.first_lsn.zip(b.last_lsn).map(|(a, z)| (Lsn(a), Lsn(z))),
+            records: b.records,
+            bytes: b.high_water.max(1),
+            reason: if matches!(stop.reason, StopReason::Clean(_)) && b.frames > 0 {
+                DropReason::TornTail
+            } else {
+                damage.reason()
+            },
+            torn_tail,
+        };
+        match self.mode {
+            RecoveryMode::AbsoluteConsistency => corrupt(damage.kind(stop.expected)),
+            RecoveryMode::TolerateCorruptedTail => {
+                if !damage.tearable() && matches!(stop.reason, StopReason::Damage(_)) {
+                    return corrupt(damage.kind(stop.expected));
+                }
+                if b.proof || b.exhausted {
+                    let kind = match stop.reason {
+                        StopReason::Clean(_) => CorruptionKind::Hole,
+                        StopReason::Damage(d) => d.kind(stop.expected),
+                    };
+                    return corrupt(kind);
+                }
+                report.dropped.push(dropped(true));
+                Ok(Decision::End)
+            }
+            RecoveryMode::PointInTime => {
+                report.dropped.push(dropped(!b.proof));
+                Ok(Decision::End)
+            }
+            RecoveryMode::SkipCorrupted => match b.resume {
+                Some((file, rel))
+                    if (file, rel) > (stop.file, stop.rel)
+                        || matches!(stop.reason, StopReason::Damage(Damage::LsnGap(found)) if found > stop.expected) =>
+                {
+                    let mut d = dropped(false);
+                    if let Some(fr) = self.frame_at(file, rel) {
+                        d.dropped_lsns = (fr.lsn > stop.expected)
+                            .then(|| (Lsn(stop.expected), Lsn(fr.lsn - 1)));
+                        d.records = fr.lsn.saturating_sub(stop.expected);
+                    }
+                    report.dropped.push(d);
+                    Ok(Decision::Resume(file, rel))
+                }
+                _ => {
+                    report.dropped.push(dropped(!b.proof));
+                    Ok(Decision::End)
+                }
+            },
+        }
+    }
+}
+
+enum Decision {
+    End,
+    /// Salvage mode: continue the chain at this frame.
+    Resume(usize, usize),
+}
+
+/// Whether `next` carries on the chain that reached `expected` at the end of the
+/// previous segment.
+fn continues(next: &ScanFile, expected: u64) -> bool {
+    if next.meta.base_lsn != 0 {
+        return next.meta.base_lsn == expected;
+    }
+    match format::decode_frame(next.data(), next.meta.epoch, true) {
+        Ok(fr) if fr.kind == FrameKind::Seal => fr.lsn.checked_add(1) == Some(expected),
+        Ok(fr) => fr.lsn == expected,
+        Err(inv) => inv.is_clean_end(),
+    }
+}

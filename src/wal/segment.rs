@@ -1,0 +1,394 @@
+//! A live segment: one mapped segment file and the protocol that makes handing out
+//! `&[u8]` into it sound.
+//!
+//! The data area of a segment is split by two positions, `published_end <= cursor`:
+//!
+//! * bytes below `published_end` are complete frames; they are never written again
+//!   while the segment lives (truncation seals the segment and moves on to a new one),
+//!   so readers may borrow them freely;
+//! * bytes from `published_end` up to the cursor belong to [`Reservation`]s: each is
+//!   written by exactly one appender, then published in LSN order;
+//! * bytes past the cursor are untouched.
+//!
+//! There is exactly one [`Cursor`] per segment (handed out once) and it only moves
+//! forward, so reservations never overlap. Header slots live in page 0, outside the
+//! data area, and are written with `pwrite`, never through a borrowed slice.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, IoOp, Result};
+use crate::format::{HEADER_SLOT_OFFSETS, PAGE_BYTES, SEGMENT_DATA_OFFSET, SegmentMeta};
+use crate::sys::{Env, Mapping, Step, StorageFile};
+
+/// A sparse index entry: the frame starting at `offset` has first LSN `lsn`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndexEntry {
+    pub lsn: u64,
+    pub offset: u64,
+}
+
+/// Bytes between sparse index entries.
+pub(crate) const INDEX_STRIDE_BYTES: u64 = 16 * 1024;
+
+/// Held by every segment: the directory lock is released when the last segment (and so
+/// the last borrowed record) is gone, never while a mapping is still in use.
+pub(crate) struct LockHold {
+    pub(crate) _guard: Option<Box<dyn crate::sys::DirLock>>,
+}
+
+/// One mapped segment file.
+pub(crate) struct Segment {
+    pub(crate) path: PathBuf,
+    pub(crate) seq: u64,
+    pub(crate) epoch: u32,
+    pub(crate) size: u64,
+    map: Mapping,
+    file: Box<dyn StorageFile>,
+    header: Mutex<HeaderState>,
+    /// First LSN, or 0 before activation. Set before any frame is published.
+    base_lsn: AtomicU64,
+    /// End of the published frames (absolute file offset).
+    published_end: AtomicU64,
+    /// Bytes `[0, flushed_end)` are known durable. Written only by the one syncer.
+    flushed_end: AtomicU64,
+    /// Readers stop here even if more was published (set when a truncation seals the
+    /// segment). `u64::MAX` otherwise.
+    limit: AtomicU64,
+    /// Damaged ranges salvage recovery skipped: `(start, resume)` offsets.
+    holes: Vec<(u64, u64)>,
+    cursor_taken: AtomicBool,
+    index: Mutex<Vec<IndexEntry>>,
+    _lock: Arc<LockHold>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct HeaderState {
+    meta: SegmentMeta,
+    slot: usize,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("seq", &self.seq)
+            .field("epoch", &self.epoch)
+            .field("base_lsn", &self.base_lsn())
+            .field("published_end", &self.published_end())
+            .finish()
+    }
+}
+
+/// The only writer position of a segment.
+#[derive(Debug)]
+pub(crate) struct Cursor {
+    seq: u64,
+    epoch: u32,
+    pos: u64,
+}
+
+impl Cursor {
+    pub(crate) fn pos(&self) -> u64 {
+        self.pos
+    }
+}
+
+/// Exclusive ownership of `[offset, offset + len)` until it is filled and published.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    offset: u64,
+    len: u64,
+}
+
+impl Reservation {
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+    pub(crate) fn end(&self) -> u64 {
+        self.offset + self.len
+    }
+}
+
+pub(crate) struct SegmentParts {
+    pub path: PathBuf,
+    pub meta: SegmentMeta,
+    pub slot: usize,
+    pub map: Mapping,
+    pub file: Box<dyn StorageFile>,
+    /// End of the valid frames (absolute offset).
+    pub end: u64,
+    pub index: Vec<IndexEntry>,
+    pub holes: Vec<(u64, u64)>,
+    /// Whether `[0, end)` is already durable.
+    pub flushed: bool,
+    pub lock: Arc<LockHold>,
+}
+
+impl Segment {
+    pub(crate) fn new(parts: SegmentParts) -> Segment {
+        let SegmentParts {
+            path,
+            meta,
+            slot,
+            map,
+            file,
+            end,
+            index,
+            holes,
+            flushed,
+            lock,
+        } = parts;
+        Segment {
+            path,
+            seq: meta.seq,
+            epoch: meta.epoch,
+            size: meta.segment_bytes,
+            map,
+            file,
+            header: Mutex::new(HeaderState { meta, slot }),
+            base_lsn: AtomicU64::new(meta.base_lsn),
+            published_end: AtomicU64::new(end),
+            flushed_end: AtomicU64::new(if flushed { end } else { 0 }),
+            limit: AtomicU64::new(u64::MAX),
+            holes,
+            cursor_taken: AtomicBool::new(false),
+            index: Mutex::new(index),
+            _lock: lock,
+        }
+    }
+
+    pub(crate) fn base_lsn(&self) -> u64 {
+        self.base_lsn.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn published_end(&self) -> u64 {
+        self.published_end.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn meta(&self) -> SegmentMeta {
+        self.header.lock().map(|h| h.meta).unwrap_or_else(|p| p.into_inner().meta)
+    }
+
+    pub(crate) fn writable(&self) -> bool {
+        self.map.writable()
+    }
+
+    /// The published frames: `[SEGMENT_DATA_OFFSET, published_end)`.
+    pub(crate) fn published(&self) -> &[u8] {
+        let end = self.published_end();
+        let start = SEGMENT_DATA_OFFSET;
+        let len = usize::try_from(end.saturating_sub(start)).unwrap_or(0);
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
+        // SAFETY: bytes below `published_end` are never written again while the segment
+        // lives: the cursor (the only write position) never goes below it, reservations
+        // above it are disjoint from it, and header writes go to page 0 with `pwrite`.
+        #[expect(unsafe_code, reason = "borrowing published frames from the mapping")]
+        let bytes = unsafe { self.map.bytes(start, len) };
+        bytes.unwrap_or_default()
+    }
+
+    /// Hands out the segment's only cursor, at `pos` (the end of its valid frames).
+    pub(crate) fn take_cursor(&self, pos: u64) -> Option<Cursor> {
+        if !self.map.writable() || pos < self.published_end() {
+            return None;
+        }
+        if self.cursor_taken.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(Cursor {
+            seq: self.seq,
+            epoch: self.epoch,
+            pos,
+        })
+    }
+
+    /// Claims `len` bytes at the cursor, or `None` when they do not fit.
+    pub(crate) fn reserve(&self, cursor: &mut Cursor, len: u64) -> Option<Reservation> {
+        if cursor.seq != self.seq || cursor.epoch != self.epoch {
+            return None;
+        }
+        let end = cursor.pos.checked_add(len)?;
+        if end > self.size {
+            return None;
+        }
+        let r = Reservation {
+            offset: cursor.pos,
+            len,
+        };
+        cursor.pos = end;
+        Some(r)
+    }
+
+    /// Writes `parts` back to back at the start of the reservation. They must not be
+    /// longer than it.
+    pub(crate) fn fill(&self, res: &Reservation, parts: &[&[u8]]) -> bool {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if u64::try_from(total).map_or(true, |t| t > res.len) {
+            return false;
+        }
+        let Ok(offset) = usize::try_from(res.offset) else {
+            return false;
+        };
+        // SAFETY: the reservation came from this segment's only cursor, so no other
+        // reservation overlaps it, and it lies at or past `published_end`, so no reader
+        // borrows it; `Reservation` is not `Clone`, so only its owner writes here.
+        #[expect(unsafe_code, reason = "filling an exclusively reserved range")]
+        let ok = unsafe { self.map.write(offset, parts) };
+        ok
+    }
+
+    /// Makes `[.., end)` visible to readers. Called in LSN order by the publisher.
+    pub(crate) fn publish(&self, end: u64) {
+        self.published_end.store(end, Ordering::Release);
+    }
+
+    /// Where readers stop: the published end, or the seal of a truncation.
+    pub(crate) fn visible_end(&self) -> u64 {
+        self.published_end().min(self.limit.load(Ordering::Acquire))
+    }
+
+    /// Stops readers at `end` after a truncation sealed the segment there. The bytes
+    /// past it stay as they are: records borrowed before the truncation stay valid.
+    pub(crate) fn cut_visible(&self, end: u64) {
+        self.limit.fetch_min(end, Ordering::AcqRel);
+        if let Ok(mut index) = self.index.lock() {
+            index.retain(|e| e.offset < end);
+        }
+    }
+
+    /// The salvage holes: at `start`, readers continue at `resume`.
+    pub(crate) fn hole_at(&self, offset: u64) -> Option<u64> {
+        self.holes
+            .iter()
+            .find(|(start, _)| *start == offset)
+            .map(|(_, resume)| *resume)
+    }
+
+    /// Adds a sparse index entry (called under the writer lock, in order).
+    pub(crate) fn add_index(&self, entry: IndexEntry) {
+        if let Ok(mut index) = self.index.lock() {
+            index.push(entry);
+        }
+    }
+
+    /// Where to start scanning for `lsn`: the last indexed frame at or below it.
+    pub(crate) fn seek(&self, lsn: u64) -> u64 {
+        let Ok(index) = self.index.lock() else {
+            return SEGMENT_DATA_OFFSET;
+        };
+        let i = index.partition_point(|e| e.lsn <= lsn);
+        match i.checked_sub(1).and_then(|i| index.get(i)) {
+            Some(e) => e.offset,
+            None => SEGMENT_DATA_OFFSET,
+        }
+    }
+
+    /// Rewrites the header with `change` applied, into the slot not holding the current
+    /// one. Not synced: callers sync when the step requires it.
+    pub(crate) fn update_header(
+        &self,
+        env: &Env,
+        step: Step,
+        change: impl FnOnce(&mut SegmentMeta),
+    ) -> Result<SegmentMeta> {
+        let mut h = self
+            .header
+            .lock()
+            .map_err(|_| Error::InvalidArgument("segment header lock poisoned".into()))?;
+        let mut meta = h.meta;
+        change(&mut meta);
+        meta.generation = meta.generation.wrapping_add(1);
+        meta.check().map_err(|why| {
+            Error::InvalidArgument(format!("refusing to write an invalid segment header: {why}"))
+        })?;
+        let slot = 1 - h.slot.min(1);
+        let offset = HEADER_SLOT_OFFSETS.get(slot).copied().unwrap_or(0);
+        env.check(step, &self.path)?;
+        self.file
+            .write_at(offset as u64, &meta.encode())
+            .map_err(|e| Error::io(IoOp::Write, &self.path, e))?;
+        *h = HeaderState { meta, slot };
+        if meta.base_lsn != 0 {
+            self.base_lsn.store(meta.base_lsn, Ordering::Release);
+        }
+        Ok(meta)
+    }
+
+    /// Makes the file's data durable (`fdatasync`): used after header rewrites that
+    /// must be durable before the call returns.
+    pub(crate) fn sync_file(&self, env: &Env, step: Step) -> Result<()> {
+        env.check(step, &self.path)?;
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io(IoOp::SyncFile, &self.path, e))
+    }
+
+    /// Flushes everything published but not yet flushed (header page included the
+    /// first time). Only the syncer calls this.
+    pub(crate) fn flush_published(&self, env: &Env) -> Result<()> {
+        let end = self.visible_end();
+        let from = self.flushed_end.load(Ordering::Acquire);
+        if end <= from {
+            return Ok(());
+        }
+        let start = from - from % PAGE_BYTES;
+        env.check(Step::Flush, &self.path)?;
+        let (Ok(start_us), Ok(len_us)) = (usize::try_from(start), usize::try_from(end - start))
+        else {
+            return Err(Error::InvalidArgument("flush range overflows usize".into()));
+        };
+        self.map
+            .flush(start_us, len_us)
+            .map_err(|e| Error::io(IoOp::Flush, &self.path, e))?;
+        self.flushed_end.store(end, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether published bytes are waiting for a flush.
+    pub(crate) fn needs_flush(&self) -> bool {
+        self.flushed_end.load(Ordering::Acquire) < self.visible_end()
+    }
+
+    /// Faults in the data area for writing (background preparation).
+    pub(crate) fn prefault(&self) {
+        let start = usize::try_from(SEGMENT_DATA_OFFSET).unwrap_or(0);
+        self.map
+            .prefault(start, self.map.len().saturating_sub(start));
+    }
+}
+
+/// A read-only mapping of a whole segment file, used by recovery and inspection before
+/// any live [`Segment`] of the file exists.
+pub(crate) struct Frozen {
+    map: Mapping,
+}
+
+impl Frozen {
+    /// Wraps a read-only mapping.
+    pub(crate) fn new(map: Mapping) -> Option<Frozen> {
+        if map.writable() {
+            return None;
+        }
+        Some(Frozen { map })
+    }
+
+    /// The data area, `[SEGMENT_DATA_OFFSET, len)`.
+    pub(crate) fn data(&self) -> &[u8] {
+        let start = usize::try_from(SEGMENT_DATA_OFFSET).unwrap_or(usize::MAX);
+        let len = self.map.len().saturating_sub(start);
+        // SAFETY: the mapping is read-only, and while a slice of it lives the engine has
+        // no writable mapping of the file and writes only header slots, which are in
+        // page 0, outside this range. (Open erases a final seal frame with `pwrite`,
+        // after recovery dropped every slice and before any is handed out.) Other
+        // processes are kept out by the directory lock.
+        #[expect(unsafe_code, reason = "borrowing a read-only mapping")]
+        let bytes = unsafe { self.map.bytes(start, len) };
+        bytes.unwrap_or_default()
+    }
+
+    /// Gives the mapping back, for a sealed segment that stays read-only.
+    pub(crate) fn into_mapping(self) -> Mapping {
+        self.map
+    }
+}

@@ -55,6 +55,10 @@ pub(crate) struct ScanFile {
     pub meta: SegmentMeta,
     pub slot: usize,
     pub view: Frozen,
+    /// The file is shorter than its header declares (only accepted for the newest).
+    pub short: bool,
+    /// Bytes mapped.
+    pub view_len: u64,
 }
 
 impl ScanFile {
@@ -199,8 +203,26 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
     for (k, (seq, name)) in seqs.into_iter().enumerate() {
         let path = dir.join(&name);
         let newest = k + 1 == count;
-        match open_segment(env, &path, seq, writable)? {
-            Opened::File(f) => files.push(f),
+        let allow_short = newest && mode != RecoveryMode::AbsoluteConsistency;
+        match open_segment(env, &path, seq, writable, allow_short)? {
+            Opened::File(f) => {
+                if f.short && f.meta.seal_epoch == 0 {
+                    // The newest segment was cut below its declared size (a crash
+                    // cannot do this, a copy or a truncating tool can): what is left
+                    // is scanned, and the segment is sealed at its end.
+                    report.dropped.push(Dropped {
+                        file: path.clone(),
+                        offset: f.view_len,
+                        first_lsn: Lsn(0),
+                        dropped_lsns: None,
+                        records: 0,
+                        bytes: f.meta.segment_bytes.saturating_sub(f.view_len),
+                        reason: DropReason::IncompleteSegment,
+                        torn_tail: true,
+                    });
+                }
+                files.push(f);
+            }
             Opened::Incomplete { found } => {
                 if !newest || mode == RecoveryMode::AbsoluteConsistency {
                     let kind = if found < PAGE_BYTES {
@@ -272,7 +294,8 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
     let clean = out.report.dropped.is_empty() && beyond.frames == 0 && !beyond.dirty;
     out.report.clean_shutdown = clean && scanner.last_seal.is_some();
     out.final_seal = if clean { scanner.last_seal } else { None };
-    out.seal_last = beyond.dirty;
+    // A cut segment cannot take appends: its missing blocks would be holes.
+    out.seal_last = beyond.dirty || live.get(end_file).is_some_and(|f| f.short);
     out.first_lsn = first;
     out.next_lsn = next;
     let mut ends = scanner.ends;
@@ -301,7 +324,13 @@ enum Opened {
     Incomplete { found: u64 },
 }
 
-fn open_segment(env: &Env, path: &Path, seq: u64, writable: bool) -> Result<Opened> {
+fn open_segment(
+    env: &Env,
+    path: &Path,
+    seq: u64,
+    writable: bool,
+    allow_short: bool,
+) -> Result<Opened> {
     let storage = env.storage.as_ref();
     let file = storage
         .open_file(path, writable)
@@ -342,7 +371,11 @@ fn open_segment(env: &Env, path: &Path, seq: u64, writable: bool) -> Result<Open
             },
         ));
     }
-    if meta.segment_bytes != len {
+    // A sealed segment needs its bytes only up to the seal (a cut newest segment is
+    // sealed at the cut by the first writer that recovers it).
+    let sealed_within = meta.seal_epoch != 0 && meta.sealed_end <= len;
+    let short = len < meta.segment_bytes && (allow_short || sealed_within);
+    if meta.segment_bytes != len && !short {
         return Err(Error::corrupt(
             path,
             0,
@@ -368,6 +401,8 @@ fn open_segment(env: &Env, path: &Path, seq: u64, writable: bool) -> Result<Open
         meta,
         slot,
         view,
+        short,
+        view_len: len,
     }))
 }
 

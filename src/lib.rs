@@ -29,6 +29,8 @@ mod wal;
 
 pub mod testing;
 
+pub use sys::limits;
+
 pub use error::{CorruptionKind, Error, IoOp, Result};
 pub use lsn::Lsn;
 pub use options::{Durability, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, RecoveryMode};

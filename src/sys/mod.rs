@@ -7,6 +7,7 @@
 //! creation, rollover, sync and recovery.
 
 pub(crate) mod fault;
+pub mod limits;
 pub(crate) mod mapping;
 pub(crate) mod real;
 

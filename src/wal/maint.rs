@@ -16,6 +16,8 @@ struct State {
     ready: Option<Arc<Segment>>,
     /// A preparation is running (in the background or in a writer).
     busy: bool,
+    /// Fault in pages of this segment up to this offset.
+    prefault: Option<(Arc<Segment>, u64)>,
     shutdown: bool,
 }
 
@@ -89,9 +91,18 @@ impl Maint {
             st = self.cv.wait(st).unwrap_or_else(PoisonError::into_inner);
         }
         st.request = None;
+        st.prefault = None;
         st.ready.take()
     }
 
+
+    /// Asks for `seg`'s pages to be faulted in up to `upto`.
+    pub(crate) fn prefault(&self, seg: Arc<Segment>, upto: u64) {
+        let mut st = self.lock();
+        st.prefault = Some((seg, upto));
+        drop(st);
+        self.cv.notify_all();
+    }
 
     /// Stops the background loop.
     pub(crate) fn shutdown(&self) {
@@ -132,6 +143,12 @@ fn run(shared: &Shared) {
                 st.ready = Some(seg);
             }
             maint.cv.notify_all();
+            continue;
+        }
+        if let Some((seg, upto)) = st.prefault.take() {
+            drop(st);
+            seg.prefault_to(upto);
+            st = maint.lock();
             continue;
         }
         let now = Instant::now();

@@ -108,6 +108,8 @@ pub(crate) struct WriterState {
     next_lsn: u64,
     /// Offset from which the next frame gets a sparse index entry.
     index_next: u64,
+    /// Offset past which the next frame asks for more pages to be faulted in.
+    prefault_next: u64,
     closed: bool,
 }
 
@@ -208,6 +210,7 @@ impl Wal {
                 active: None,
                 next_lsn,
                 index_next: 0,
+                prefault_next: 0,
                 closed: false,
             }),
             appended: AtomicU64::new(next_lsn - 1),
@@ -265,8 +268,8 @@ impl Wal {
             // Make what recovery returns durable before anything else happens, so that
             // recovering again after a power cut returns the same log.
             if !read_only {
-                for f in &files {
-                    env.op(Step::SegmentSync, &f.path, |_| f.file.sync_data())?;
+                for (f, end) in files.iter().zip(&ends) {
+                    env.op(Step::Flush, &f.path, |_| f.view.flush(*end))?;
                 }
             }
             let count = files.len();
@@ -328,6 +331,7 @@ impl Wal {
                 match active {
                     Some((seg, cursor)) => {
                         w.index_next = cursor.pos();
+                        w.prefault_next = cursor.pos();
                         w.active = Some((seg, cursor));
                     }
                     None => {

@@ -581,13 +581,16 @@ impl<'a> Scanner<'a> {
             let data = f.data();
             let mut p = if k == stop.file { stop.rel } else { 0 };
             p = p.next_multiple_of(8);
-            while let Some(here) = data.get(p..) {
+            while let Some(next) = next_epoch_at(data, p, f.meta.epoch) {
+                p = next;
+                let Some(here) = data.get(p..) else {
+                    break;
+                };
                 let Some(h) = format::peek_header(here) else {
                     break;
                 };
                 let advance = 8usize;
-                let candidate = h.epoch.get() == f.meta.epoch
-                    && (1..=3).contains(&h.kind)
+                let candidate = (1..=3).contains(&h.kind)
                     && h.flags == 0
                     && h.reserved.get() == 0;
                 if !candidate {
@@ -707,6 +710,22 @@ enum Decision {
     End,
     /// Salvage mode: continue the chain at this frame.
     Resume(usize, usize),
+}
+
+/// The first 8-aligned position at or after `from` whose frame header would carry
+/// `epoch` (the cheap filter of the search beyond a stop: zeroed and stale space is
+/// skipped a word at a time).
+fn next_epoch_at(data: &[u8], from: usize, epoch: u32) -> Option<usize> {
+    const EPOCH_WORD: usize = 3; // the epoch is the low half of the header's 4th word
+    let start = from.next_multiple_of(8);
+    let words = data.get(start..)?.chunks_exact(8);
+    for (i, w) in words.enumerate().skip(EPOCH_WORD) {
+        let low = w.first_chunk::<4>().map_or(0, |b| u32::from_le_bytes(*b));
+        if low == epoch {
+            return Some(start + (i - EPOCH_WORD) * 8);
+        }
+    }
+    None
 }
 
 /// Whether `next` carries on the chain that reached `expected` at the end of the

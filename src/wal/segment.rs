@@ -60,8 +60,13 @@ pub(crate) struct Segment {
     holes: Vec<(u64, u64)>,
     cursor_taken: AtomicBool,
     index: Mutex<Vec<IndexEntry>>,
+    /// Pages below this offset were faulted in for writing.
+    prefaulted_to: AtomicU64,
     _lock: Arc<LockHold>,
 }
+
+/// How far ahead of the cursor the background thread keeps pages faulted in.
+pub(crate) const PREFAULT_WINDOW_BYTES: u64 = 4 << 20;
 
 #[derive(Debug, Clone, Copy)]
 struct HeaderState {
@@ -154,6 +159,7 @@ impl Segment {
             holes,
             cursor_taken: AtomicBool::new(false),
             index: Mutex::new(index),
+            prefaulted_to: AtomicU64::new(end),
             _lock: lock,
         }
     }
@@ -350,11 +356,20 @@ impl Segment {
         self.flushed_end.load(Ordering::Acquire) < self.visible_end()
     }
 
-    /// Faults in the data area for writing (background preparation).
-    pub(crate) fn prefault(&self) {
-        let start = usize::try_from(SEGMENT_DATA_OFFSET).unwrap_or(0);
-        self.map
-            .prefault(start, self.map.len().saturating_sub(start));
+    /// Faults in the data area up to `upto` for writing, so the append path takes no
+    /// page faults. Done a window ahead of the cursor rather than for the whole
+    /// segment: a writable fault dirties the page, and dirty pages the log never fills
+    /// would still be written back.
+    pub(crate) fn prefault_to(&self, upto: u64) {
+        let upto = upto.min(self.size);
+        let from = self.prefaulted_to.fetch_max(upto, Ordering::AcqRel);
+        if from >= upto {
+            return;
+        }
+        let (Ok(start), Ok(end)) = (usize::try_from(from), usize::try_from(upto)) else {
+            return;
+        };
+        self.map.prefault(start, end - start);
     }
 }
 
@@ -385,6 +400,13 @@ impl Frozen {
         #[expect(unsafe_code, reason = "borrowing a read-only mapping")]
         let bytes = unsafe { self.map.bytes(start, len) };
         bytes.unwrap_or_default()
+    }
+
+    /// Makes bytes `[0, len)` of the file durable: recovery flushes what it returns,
+    /// and only that (not the whole file).
+    pub(crate) fn flush(&self, len: u64) -> std::io::Result<()> {
+        let len = usize::try_from(len).unwrap_or(usize::MAX).min(self.map.len());
+        self.map.flush(0, len)
     }
 
     /// Gives the mapping back, for a sealed segment that stays read-only.

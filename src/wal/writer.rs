@@ -15,7 +15,8 @@ use crate::sys::Step;
 use crate::wal::maint::Take;
 use crate::wal::recovery::{segment_file_name, segment_tmp_name};
 use crate::wal::segment::{
-    Cursor, INDEX_STRIDE_BYTES, IndexEntry, Reservation, Segment, SegmentParts,
+    Cursor, INDEX_STRIDE_BYTES, IndexEntry, PREFAULT_WINDOW_BYTES, Reservation, Segment,
+    SegmentParts,
 };
 use crate::wal::{Done, Shared, WriterState};
 use crate::Lsn;
@@ -147,7 +148,15 @@ impl Shared {
             });
             w.index_next = res.offset() + INDEX_STRIDE_BYTES;
         }
+        let prefault = res.end() >= w.prefault_next;
+        if prefault {
+            w.prefault_next = res.end() + PREFAULT_WINDOW_BYTES / 2;
+        }
         drop(w);
+        if prefault && self.opts.prefault {
+            self.maint
+                .prefault(Arc::clone(&seg), res.end() + PREFAULT_WINDOW_BYTES);
+        }
         Ok((lsn, seg, res))
     }
 
@@ -229,6 +238,7 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
             .push(Arc::clone(&seg));
         w.index_next = cursor.pos();
+        w.prefault_next = cursor.pos();
         w.active = Some((seg, cursor));
     }
 
@@ -292,7 +302,7 @@ impl Shared {
             lock: self.lock_hold()?,
         });
         if self.opts.prefault {
-            seg.prefault();
+            seg.prefault_to(SEGMENT_DATA_OFFSET + PREFAULT_WINDOW_BYTES);
         }
         Ok(Arc::new(seg))
     }

@@ -73,7 +73,11 @@ pub fn segments(dir: &Path) -> Vec<PathBuf> {
 
 /// Flips one bit of a closed file.
 pub fn flip_bit(path: &Path, offset: u64, bit: u8) {
-    let f = OpenOptions::new().read(true).write(true).open(path).expect("open");
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open");
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, offset).expect("read");
     b[0] ^= 1 << bit;

@@ -74,6 +74,14 @@ pub enum Error {
         /// The error that poisoned the log.
         cause: Arc<Error>,
     },
+    /// A [`StateMachine`](crate::StateMachine) could not restore its state from a
+    /// checkpoint that passed every check (its format is not what the code expects).
+    Restore {
+        /// The checkpoint file.
+        checkpoint: PathBuf,
+        /// What the state machine reported.
+        reason: String,
+    },
     /// The [`Options`](crate::Options) failed validation.
     InvalidOptions(String),
     /// An argument is out of range for the log's current state.
@@ -239,14 +247,21 @@ impl fmt::Display for Error {
             Error::NoSpace { path, source } => {
                 write!(f, "no space left for {}: {source}", path.display())
             }
-            Error::Locked { dir, pid: Some(pid) } => {
+            Error::Locked {
+                dir,
+                pid: Some(pid),
+            } => {
                 write!(f, "{} is locked by process {pid}", dir.display())
             }
             Error::Locked { dir, pid: None } => {
                 write!(f, "{} is locked by another handle", dir.display())
             }
             Error::Corrupt { file, offset, kind } => {
-                write!(f, "corruption in {} at byte {offset}: {kind}", file.display())
+                write!(
+                    f,
+                    "corruption in {} at byte {offset}: {kind}",
+                    file.display()
+                )
             }
             Error::UnsupportedVersion {
                 file,
@@ -265,8 +280,16 @@ impl fmt::Display for Error {
                 "record of {len} bytes does not fit in a segment (max payload {max_payload_bytes} bytes)"
             ),
             Error::Poisoned { cause } => {
-                write!(f, "log poisoned by an earlier failed sync ({cause}); reopen it")
+                write!(
+                    f,
+                    "log poisoned by an earlier failed sync ({cause}); reopen it"
+                )
             }
+            Error::Restore { checkpoint, reason } => write!(
+                f,
+                "cannot restore the state from {}: {reason}",
+                checkpoint.display()
+            ),
             Error::InvalidOptions(why) => write!(f, "invalid options: {why}"),
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
             Error::ReadOnly => f.write_str("the log was opened read-only"),

@@ -33,6 +33,8 @@ pub(crate) const FORMAT_VERSION: u16 = 1;
 pub(crate) const MAGIC: [u8; 8] = *b"MMLOG\0\x01\x00";
 /// `kind` field of a segment header.
 pub(crate) const FILE_KIND_SEGMENT: u16 = 1;
+/// Segment header flag: the file was recycled.
+pub(crate) const SEGMENT_RECYCLED: u32 = 1;
 
 /// Seed of every checksum, so that all-zero bytes never validate.
 const CRC_SEED: u32 = 0x6d6d_6c67;
@@ -64,8 +66,9 @@ pub(crate) struct SegmentHeader {
     pub seal_epoch: U32,
     /// Byte offset where valid frames end when sealed; 0 otherwise.
     pub sealed_end: U64,
-    /// Zero.
-    pub reserved: U32,
+    /// Bit 0 ([`SEGMENT_RECYCLED`]): the file held frames of an earlier epoch, so
+    /// bytes past the end of the log may be leftovers rather than damage. Other bits 0.
+    pub flags: U32,
     /// Masked CRC32C of the 60 bytes before it.
     pub crc: U32,
 }
@@ -257,8 +260,13 @@ impl FrameView<'_> {
 pub(crate) enum Invalid {
     /// All-zero header: the normal end of a log (or a hole, if valid frames follow).
     Zero,
-    /// A frame from another use of the file (different epoch): also an end.
+    /// A frame from an earlier use of the file: it validates under its own, older
+    /// epoch. An end, like zeroes.
     Stale,
+    /// A header that carries another epoch and does not validate under it: bytes that
+    /// were never a frame of any use (the middle of an old payload in a recycled
+    /// segment, where it is an end) or damage (anywhere else).
+    Foreign,
     /// Fewer bytes than a header remain and they are not all zero.
     TornHeader,
     /// The length runs past the end of the usable area.
@@ -272,9 +280,14 @@ pub(crate) enum Invalid {
 }
 
 impl Invalid {
-    /// Zeroes and stale frames are clean ends; everything else is damage.
-    pub(crate) fn is_clean_end(self) -> bool {
-        matches!(self, Invalid::Zero | Invalid::Stale)
+    /// Zeroes and stale frames are clean ends, and so are foreign bytes in a recycled
+    /// segment (which holds leftovers of its earlier use); everything else is damage.
+    pub(crate) fn is_clean_end(self, recycled: bool) -> bool {
+        match self {
+            Invalid::Zero | Invalid::Stale => true,
+            Invalid::Foreign => recycled,
+            _ => false,
+        }
     }
 }
 
@@ -287,7 +300,11 @@ pub(crate) fn peek_header(data: &[u8]) -> Option<RecordHeader> {
 /// of the segment) for a segment whose current epoch is `epoch`. With `verify` false the
 /// checksum is skipped (the caller verified these bytes before); every bound is still
 /// checked.
-pub(crate) fn decode_frame(data: &[u8], epoch: u32, verify: bool) -> Result<FrameView<'_>, Invalid> {
+pub(crate) fn decode_frame(
+    data: &[u8],
+    epoch: u32,
+    verify: bool,
+) -> Result<FrameView<'_>, Invalid> {
     let Some(h) = peek_header(data) else {
         return if data.iter().all(|&b| b == 0) {
             Err(Invalid::Zero)
@@ -299,7 +316,11 @@ pub(crate) fn decode_frame(data: &[u8], epoch: u32, verify: bool) -> Result<Fram
         return Err(Invalid::Zero);
     }
     if h.epoch.get() != epoch {
-        return Err(Invalid::Stale);
+        return Err(if h.epoch.get() < epoch && validates_as_is(&h, data) {
+            Invalid::Stale
+        } else {
+            Invalid::Foreign
+        });
     }
     let body_len = u64::from(h.len.get());
     let available = u64::try_from(data.len())
@@ -335,6 +356,11 @@ pub(crate) fn decode_frame(data: &[u8], epoch: u32, verify: bool) -> Result<Fram
         return Err(Invalid::BadBody);
     }
     let frame_bytes = frame_bytes(body_len).ok_or(Invalid::BadLength)?;
+    // The padding must fit too (it always does in a whole segment; a cut file may end
+    // inside it, and then the frame is not whole).
+    if frame_bytes > u64::try_from(data.len()).unwrap_or(u64::MAX) {
+        return Err(Invalid::BadLength);
+    }
     Ok(FrameView {
         kind,
         lsn,
@@ -345,12 +371,30 @@ pub(crate) fn decode_frame(data: &[u8], epoch: u32, verify: bool) -> Result<Fram
     })
 }
 
+/// Whether the frame at the front of `data` (header `h`) has a valid checksum as it
+/// stands, whatever its epoch.
+fn validates_as_is(h: &RecordHeader, data: &[u8]) -> bool {
+    let Ok(len) = usize::try_from(h.len.get()) else {
+        return false;
+    };
+    match RECORD_HEADER_LEN
+        .checked_add(len)
+        .and_then(|end| data.get(RECORD_HEADER_LEN..end))
+    {
+        Some(body) => record_crc(h, &[body]) == h.crc.get(),
+        None => false,
+    }
+}
+
 /// The body of a batch frame: `count: u32`, then `count` lengths (`u32`), then the
 /// payloads back to back.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BatchView<'a> {
     lens: &'a [u8],
-    #[cfg_attr(not(test), expect(dead_code, reason = "read by the unit tests' iterator"))]
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "read by the unit tests' iterator")
+    )]
     payloads: &'a [u8],
 }
 
@@ -428,9 +472,15 @@ pub(crate) struct SegmentMeta {
     pub epoch: u32,
     pub seal_epoch: u32,
     pub sealed_end: u64,
+    pub flags: u32,
 }
 
 impl SegmentMeta {
+    /// The file held frames of an earlier use.
+    pub(crate) fn recycled(&self) -> bool {
+        self.flags & SEGMENT_RECYCLED != 0
+    }
+
     /// Encodes the slot, checksum included, after checking the fields.
     pub(crate) fn encode(&self) -> [u8; 64] {
         debug_assert!(self.check().is_ok(), "writing an invalid header: {self:?}");
@@ -445,7 +495,7 @@ impl SegmentMeta {
             epoch: U32::new(self.epoch),
             seal_epoch: U32::new(self.seal_epoch),
             sealed_end: U64::new(self.sealed_end),
-            reserved: U32::new(0),
+            flags: U32::new(self.flags),
             crc: U32::new(0),
         };
         h.crc = U32::new(header_crc(&h));
@@ -540,8 +590,8 @@ pub(crate) fn decode_slot(bytes: &[u8]) -> Slot {
     if h.kind.get() != FILE_KIND_SEGMENT {
         return Slot::Damaged(SlotDamage::Field("not a segment"));
     }
-    if h.reserved.get() != 0 {
-        return Slot::Damaged(SlotDamage::Field("reserved field set"));
+    if h.flags.get() & !SEGMENT_RECYCLED != 0 {
+        return Slot::Damaged(SlotDamage::Field("unknown flags"));
     }
     let meta = SegmentMeta {
         generation: h.generation.get(),
@@ -551,6 +601,7 @@ pub(crate) fn decode_slot(bytes: &[u8]) -> Slot {
         epoch: h.epoch.get(),
         seal_epoch: h.seal_epoch.get(),
         sealed_end: h.sealed_end.get(),
+        flags: h.flags.get(),
     };
     match meta.check() {
         Ok(()) => Slot::Valid(meta),
@@ -602,6 +653,119 @@ pub(crate) fn read_header(page0: &[u8]) -> HeaderRead {
     HeaderRead::Empty
 }
 
+/// `kind` field of a checkpoint header.
+pub(crate) const FILE_KIND_CHECKPOINT: u16 = 2;
+/// First byte of a checkpoint's payload.
+pub(crate) const CHECKPOINT_DATA_OFFSET: u64 = PAGE_BYTES;
+
+/// Header of a checkpoint file (64 bytes at offset 0, all little-endian). The payload
+/// starts at [`CHECKPOINT_DATA_OFFSET`] and the file is exactly that plus
+/// `payload_bytes` long.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(crate) struct CheckpointHeader {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// [`FORMAT_VERSION`].
+    pub version: U16,
+    /// [`FILE_KIND_CHECKPOINT`].
+    pub kind: U16,
+    /// Zero.
+    pub flags: U32,
+    /// The state covers every record up to and including this LSN.
+    pub lsn: U64,
+    /// Payload length.
+    pub payload_bytes: U64,
+    /// Masked CRC32C of the payload.
+    pub payload_crc: U32,
+    /// Zero.
+    pub reserved: U32,
+    /// Wall-clock time of writing, in nanoseconds since the Unix epoch (informational).
+    pub created_unix_nanos: U64,
+    /// Zero.
+    pub reserved2: [u8; 12],
+    /// Masked CRC32C of the 60 bytes before it.
+    pub crc: U32,
+}
+
+const _: () = assert!(size_of::<CheckpointHeader>() == 64);
+
+/// A decoded, checked checkpoint header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CheckpointMeta {
+    pub lsn: u64,
+    pub payload_bytes: u64,
+    pub payload_crc: u32,
+    pub created_unix_nanos: u64,
+}
+
+/// Why a checkpoint header was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CheckpointHeaderError {
+    Magic,
+    Version(u16),
+    Checksum,
+    Field(&'static str),
+}
+
+impl CheckpointMeta {
+    /// Encodes the header, checksum included.
+    pub(crate) fn encode(&self) -> [u8; 64] {
+        let mut h = CheckpointHeader {
+            magic: MAGIC,
+            version: U16::new(FORMAT_VERSION),
+            kind: U16::new(FILE_KIND_CHECKPOINT),
+            flags: U32::new(0),
+            lsn: U64::new(self.lsn),
+            payload_bytes: U64::new(self.payload_bytes),
+            payload_crc: U32::new(self.payload_crc),
+            reserved: U32::new(0),
+            created_unix_nanos: U64::new(self.created_unix_nanos),
+            reserved2: [0; 12],
+            crc: U32::new(0),
+        };
+        h.crc = U32::new(checksum(&[h.as_bytes().get(..60).unwrap_or_default()]));
+        let mut out = [0u8; 64];
+        out.copy_from_slice(h.as_bytes());
+        out
+    }
+
+    /// Decodes and checks a header (not the payload).
+    pub(crate) fn decode(bytes: &[u8]) -> Result<CheckpointMeta, CheckpointHeaderError> {
+        let (h, _) = CheckpointHeader::read_from_prefix(bytes)
+            .map_err(|_| CheckpointHeaderError::Field("short header"))?;
+        if h.magic != MAGIC {
+            return Err(CheckpointHeaderError::Magic);
+        }
+        if h.version.get() > FORMAT_VERSION {
+            return Err(CheckpointHeaderError::Version(h.version.get()));
+        }
+        if checksum(&[h.as_bytes().get(..60).unwrap_or_default()]) != h.crc.get() {
+            return Err(CheckpointHeaderError::Checksum);
+        }
+        if h.version.get() != FORMAT_VERSION {
+            return Err(CheckpointHeaderError::Field("version"));
+        }
+        if h.kind.get() != FILE_KIND_CHECKPOINT {
+            return Err(CheckpointHeaderError::Field("not a checkpoint"));
+        }
+        if h.flags.get() != 0 || h.reserved.get() != 0 || h.reserved2 != [0; 12] {
+            return Err(CheckpointHeaderError::Field("reserved bytes set"));
+        }
+        Ok(CheckpointMeta {
+            lsn: h.lsn.get(),
+            payload_bytes: h.payload_bytes.get(),
+            payload_crc: h.payload_crc.get(),
+            created_unix_nanos: h.created_unix_nanos.get(),
+        })
+    }
+
+    /// The file size this header declares.
+    pub(crate) fn file_bytes(&self) -> Option<u64> {
+        CHECKPOINT_DATA_OFFSET.checked_add(self.payload_bytes)
+    }
+}
+
 #[cfg(test)]
 #[expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "unit tests")]
 mod tests {
@@ -616,6 +780,7 @@ mod tests {
             epoch: 3,
             seal_epoch: 0,
             sealed_end: 0,
+            flags: 0,
         }
     }
 
@@ -653,9 +818,16 @@ mod tests {
     }
 
     #[test]
-    fn wrong_epoch_is_stale() {
+    fn wrong_epoch_is_stale_or_foreign() {
         let f = frame(FrameKind::Record, 5, 9, b"hello");
-        assert_eq!(decode_frame(&f, 8, true).unwrap_err(), Invalid::Stale);
+        // A valid frame of an older epoch is stale.
+        assert_eq!(decode_frame(&f, 10, true).unwrap_err(), Invalid::Stale);
+        // A frame claiming a newer epoch cannot be a leftover.
+        assert_eq!(decode_frame(&f, 8, true).unwrap_err(), Invalid::Foreign);
+        // A damaged epoch field does not validate under the value it shows.
+        let mut g = f.clone();
+        g[24] ^= 1;
+        assert_eq!(decode_frame(&g, 9, true).unwrap_err(), Invalid::Foreign);
     }
 
     #[test]
@@ -679,7 +851,10 @@ mod tests {
     #[test]
     fn short_tail() {
         assert_eq!(decode_frame(&[0u8; 7], 1, true).unwrap_err(), Invalid::Zero);
-        assert_eq!(decode_frame(&[1u8; 7], 1, true).unwrap_err(), Invalid::TornHeader);
+        assert_eq!(
+            decode_frame(&[1u8; 7], 1, true).unwrap_err(),
+            Invalid::TornHeader
+        );
     }
 
     #[test]
@@ -715,7 +890,10 @@ mod tests {
         h.kind = 77;
         h.crc = U32::new(record_crc(&h, &[]));
         let bytes = h.as_bytes().to_vec();
-        assert_eq!(decode_frame(&bytes, 1, true).unwrap_err(), Invalid::UnknownKind(77));
+        assert_eq!(
+            decode_frame(&bytes, 1, true).unwrap_err(),
+            Invalid::UnknownKind(77)
+        );
     }
 
     #[test]
@@ -732,7 +910,7 @@ mod tests {
         page[512..576].copy_from_slice(&b.encode());
         assert_eq!(read_header(&page), HeaderRead::Valid(b, 1));
         // A torn newer slot falls back to the older one.
-        page[520] ^= 0xff;
+        page[530] ^= 0xff;
         assert_eq!(read_header(&page), HeaderRead::Valid(a, 0));
         page[3] ^= 1;
         assert_eq!(read_header(&page), HeaderRead::Damaged(SlotDamage::Magic));
@@ -746,6 +924,28 @@ mod tests {
         let mut page = vec![0u8; 1024];
         page[..64].copy_from_slice(&bytes);
         assert_eq!(read_header(&page), HeaderRead::Version(2));
+    }
+
+    #[test]
+    fn checkpoint_header_round_trip_and_checks() {
+        let m = CheckpointMeta {
+            lsn: 42,
+            payload_bytes: 1000,
+            payload_crc: 7,
+            created_unix_nanos: 9,
+        };
+        let bytes = m.encode();
+        assert_eq!(CheckpointMeta::decode(&bytes), Ok(m));
+        assert_eq!(m.file_bytes(), Some(5096));
+        for i in 0..64 {
+            let mut b = bytes;
+            b[i] ^= 0x10;
+            assert!(CheckpointMeta::decode(&b).is_err(), "byte {i}");
+        }
+        assert_eq!(
+            CheckpointMeta::decode(&[0u8; 64]),
+            Err(CheckpointHeaderError::Magic)
+        );
     }
 
     #[test]

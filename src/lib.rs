@@ -20,10 +20,12 @@
 #![deny(clippy::unwrap_used, clippy::print_stdout, clippy::dbg_macro)]
 #![deny(clippy::cast_possible_truncation, clippy::indexing_slicing)]
 
+mod checkpoint;
 mod error;
 mod format;
 mod lsn;
 mod options;
+mod store;
 mod sys;
 mod wal;
 
@@ -31,8 +33,10 @@ pub mod testing;
 
 pub use sys::limits;
 
+pub use checkpoint::{Checkpoint, CheckpointRejection, RejectedCheckpoint};
 pub use error::{CorruptionKind, Error, IoOp, Result};
 pub use lsn::Lsn;
 pub use options::{Durability, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, RecoveryMode};
+pub use store::{StateMachine, Store, StoreOptions};
 pub use sys::Env;
 pub use wal::{DropReason, Dropped, Iter, Record, RecoveryReport, Stats, Tail, Wal};

@@ -81,6 +81,10 @@ pub struct Options {
     /// default), a record is verified once per open: by recovery, or, for records this
     /// handle wrote, by construction. Default = false.
     pub paranoid_reads: bool,
+    /// Checkpoint generations to keep (at least 1). When the newest is damaged, recovery
+    /// falls back to an older one, so the log is retained back to the oldest kept.
+    /// Default = 2.
+    pub checkpoint_generations: usize,
     /// The storage the engine runs on. Default = the real file system. Tests pass a
     /// simulated disk or failpoints from [`testing`](crate::testing) here.
     pub env: Env,
@@ -97,6 +101,7 @@ impl Default for Options {
             flush_interval: None,
             prefault: true,
             paranoid_reads: false,
+            checkpoint_generations: 2,
             env: Env::default(),
         }
     }
@@ -115,6 +120,11 @@ impl Options {
             return Err(Error::InvalidOptions(format!(
                 "segment_size_bytes = {size}: must be a multiple of {PAGE_BYTES}"
             )));
+        }
+        if self.checkpoint_generations == 0 {
+            return Err(Error::InvalidOptions(
+                "checkpoint_generations must be at least 1".into(),
+            ));
         }
         if let Some(interval) = self.flush_interval
             && interval.is_zero()

@@ -72,13 +72,21 @@ pub fn encode_segment_header(h: SegmentHeaderFields) -> [u8; 64] {
         epoch: h.epoch,
         seal_epoch: h.seal_epoch,
         sealed_end: h.sealed_end,
+        flags: 0,
     }
     .encode()
 }
 
 /// Builds a frame with a valid checksum from raw field values (kind 1 = record,
 /// 2 = batch, 3 = seal; anything else is unknown to this version), padded to 8 bytes.
-pub fn raw_frame(kind: u8, flags: u8, lsn: u64, durable_hint: u64, epoch: u32, body: &[u8]) -> Vec<u8> {
+pub fn raw_frame(
+    kind: u8,
+    flags: u8,
+    lsn: u64,
+    durable_hint: u64,
+    epoch: u32,
+    body: &[u8],
+) -> Vec<u8> {
     use zerocopy::IntoBytes;
     use zerocopy::little_endian::{U16, U32, U64};
     let mut h = format::RecordHeader {

@@ -10,7 +10,10 @@ use common::*;
 
 use std::path::{Path, PathBuf};
 
-use mmlog::testing::{RECORD_HEADER_BYTES, SEGMENT_DATA_OFFSET, raw_frame, read_segment_header};
+use mmlog::testing::{
+    RECORD_HEADER_BYTES, SEGMENT_DATA_OFFSET, SegmentHeaderFields, encode_segment_header,
+    raw_frame, read_segment_header,
+};
 use mmlog::{
     CorruptionKind, DropReason, Dropped, Durability, Error, Lsn, Options, RecoveryMode,
     RecoveryReport, Wal,
@@ -62,7 +65,11 @@ struct Log {
 impl Log {
     /// The records with LSNs below `lsn`.
     fn below(&self, lsn: u64) -> Vec<(u64, Vec<u8>)> {
-        self.records.iter().filter(|(l, _)| *l < lsn).cloned().collect()
+        self.records
+            .iter()
+            .filter(|(l, _)| *l < lsn)
+            .cloned()
+            .collect()
     }
     /// Every record except those with LSNs in `lo..=hi`.
     fn without(&self, lo: u64, hi: u64) -> Vec<(u64, Vec<u8>)> {
@@ -85,7 +92,54 @@ impl Log {
     }
 }
 
+fn header(path: &Path) -> SegmentHeaderFields {
+    read_segment_header(&read_bytes(path, 0, 4096)).expect("valid segment header")
+}
+
+/// Makes sure the segment after the last used one exists, prepared and empty (base LSN
+/// 0), as the background thread leaves it once it got to it. Whether it did before the
+/// test closed or dropped the log is a race; this removes the race.
+fn ensure_prepared_segment(dir: &Path) {
+    let segs = segments(dir);
+    let last = header(segs.last().expect("a segment"));
+    if last.base_lsn == 0 {
+        return;
+    }
+    let epoch = segs
+        .iter()
+        .map(|s| {
+            let h = header(s);
+            h.epoch.max(h.seal_epoch)
+        })
+        .max()
+        .unwrap_or(0);
+    let fields = SegmentHeaderFields {
+        generation: 1,
+        seq: last.seq + 1,
+        base_lsn: 0,
+        segment_bytes: last.segment_bytes,
+        epoch: epoch + 1,
+        seal_epoch: 0,
+        sealed_end: 0,
+    };
+    let mut bytes = vec![0u8; last.segment_bytes as usize];
+    bytes[..64].copy_from_slice(&encode_segment_header(fields));
+    std::fs::write(dir.join(format!("{:020}.seg", last.seq + 1)), bytes).expect("write");
+}
+
+/// Removes the prepared, never used segments at the end (a crash before the background
+/// thread created them).
+fn remove_prepared_segments(dir: &Path) {
+    for s in segments(dir).iter().rev() {
+        if header(s).base_lsn != 0 {
+            break;
+        }
+        std::fs::remove_file(s).expect("remove");
+    }
+}
+
 /// Writes a fresh log following `ops`, then closes it (`close`) or drops it (a crash).
+/// The next segment is always left prepared (see [`ensure_prepared_segment`]).
 fn build(dir: &Path, ops: &[Op], close: bool) -> Log {
     let (wal, report) = Wal::open(dir, small()).expect("create");
     assert!(report.created);
@@ -97,10 +151,9 @@ fn build(dir: &Path, ops: &[Op], close: bool) -> Log {
         match *op {
             Op::Rec(len) | Op::Durable(len) => {
                 let p = payload(TAG, next, len);
-                let durability = if matches!(op, Op::Durable(_)) {
-                    Durability::Sync
-                } else {
-                    Durability::None
+                let durability = match op {
+                    Op::Durable(_) => Durability::Sync,
+                    _ => Durability::None,
                 };
                 assert_eq!(wal.append_with(&p, durability).expect("append"), Lsn(next));
                 let f = Frame {
@@ -139,20 +192,26 @@ fn build(dir: &Path, ops: &[Op], close: bool) -> Log {
             }
         }
     }
-    assert!(at + HEADER <= 64 * 1024, "the test log must fit in one segment");
+    assert!(
+        at + HEADER <= 64 * 1024,
+        "the test log must fit in one segment"
+    );
     if close {
         wal.close().expect("close");
     } else {
         drop(wal);
     }
+    ensure_prepared_segment(dir);
     let seg = segments(dir).first().cloned().expect("segment 1");
-    let epoch = read_segment_header(&read_bytes(&seg, 0, 4096))
-        .expect("segment header")
-        .epoch;
+    let epoch = header(&seg).epoch;
     // The layout is what the test believes it is.
     for f in &frames {
         let h = read_bytes(&seg, f.offset, HEADER as usize);
-        assert_eq!(u64::from_le_bytes(h[8..16].try_into().unwrap()), f.lsn, "{f:?}");
+        assert_eq!(
+            u64::from_le_bytes(h[8..16].try_into().unwrap()),
+            f.lsn,
+            "{f:?}"
+        );
     }
     if close {
         let h = read_bytes(&seg, at, HEADER as usize);
@@ -299,7 +358,10 @@ fn assert_recovers(dir: &Path, want: &[(u64, Vec<u8>)], drops: &[Expected]) {
     assert_eq!(summaries(&r), vec![], "second open dropped more:\n{r}");
     assert_eq!(r.next_lsn, Lsn(next), "{r}");
     let extra = payload(TAG_AFTER, next, 21);
-    assert_eq!(wal.append(&extra).expect("append after recovery"), Lsn(next));
+    assert_eq!(
+        wal.append(&extra).expect("append after recovery"),
+        Lsn(next)
+    );
     wal.close().expect("close");
 
     let mut with_extra = want.to_vec();
@@ -446,7 +508,12 @@ fn a2_bit_flip_mid_log_of_cleanly_closed_log_is_corrupt() {
     let log = build(dir.path(), &recs(&LENS), true);
     let victim = log.frame(2);
     flip_bit(&log.seg, mid_body(victim), 0);
-    assert_corrupt_everywhere(dir.path(), &log.seg, victim.offset, CorruptionKind::Checksum);
+    assert_corrupt_everywhere(
+        dir.path(),
+        &log.seg,
+        victim.offset,
+        CorruptionKind::Checksum,
+    );
 }
 
 /// Records 5..=8 were appended after a `sync()` covering 1..=4: their durable hint
@@ -460,7 +527,12 @@ fn a2_bit_flip_mid_log_followed_by_records_written_after_a_sync_is_corrupt() {
     let log = build(dir.path(), &ops, false);
     let victim = log.frame(1);
     flip_bit(&log.seg, mid_body(victim), 2);
-    assert_corrupt_everywhere(dir.path(), &log.seg, victim.offset, CorruptionKind::Checksum);
+    assert_corrupt_everywhere(
+        dir.path(),
+        &log.seg,
+        victim.offset,
+        CorruptionKind::Checksum,
+    );
 }
 
 /// Every record durable on its own (`Durability::Sync` appends), then a crash.
@@ -471,7 +543,12 @@ fn a2_bit_flip_mid_log_of_durable_appends_is_corrupt() {
     let log = build(dir.path(), &ops, false);
     let victim = log.frame(3);
     flip_bit(&log.seg, mid_body(victim), 7);
-    assert_corrupt_everywhere(dir.path(), &log.seg, victim.offset, CorruptionKind::Checksum);
+    assert_corrupt_everywhere(
+        dir.path(),
+        &log.seg,
+        victim.offset,
+        CorruptionKind::Checksum,
+    );
 }
 
 /// Nothing was ever synced and the log crashed: every record after the flip may be a
@@ -486,7 +563,12 @@ fn a2_bit_flip_mid_log_with_no_sync_after_it_is_a_torn_tail() {
     assert_recovers(
         dir.path(),
         &log.below(3),
-        &[torn(&log, victim, DropReason::ChecksumMismatch, Some((4, 6)))],
+        &[torn(
+            &log,
+            victim,
+            DropReason::ChecksumMismatch,
+            Some((4, 6)),
+        )],
     );
 }
 
@@ -504,7 +586,12 @@ fn a2_bit_flip_after_the_last_sync_is_a_torn_tail() {
     assert_recovers(
         dir.path(),
         &log.below(4),
-        &[torn(&log, victim, DropReason::ChecksumMismatch, Some((5, 6)))],
+        &[torn(
+            &log,
+            victim,
+            DropReason::ChecksumMismatch,
+            Some((5, 6)),
+        )],
     );
 }
 
@@ -531,7 +618,10 @@ fn a2_salvage_mode_reports_the_dropped_middle_record() {
         "{r}"
     );
     assert!(matches!(wal.read(Lsn(3)), Err(Error::NotFound { .. })));
-    assert_eq!(wal.read(Lsn(4)).expect("read 4").payload(), log.records[3].1);
+    assert_eq!(
+        wal.read(Lsn(4)).expect("read 4").payload(),
+        log.records[3].1
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -543,7 +633,12 @@ fn a3_flipped_crc_field_mid_log_of_closed_log_is_corrupt() {
     let log = build(dir.path(), &recs(&LENS), true);
     let victim = log.frame(1);
     flip_bit(&log.seg, victim.offset + 2, 4);
-    assert_corrupt_everywhere(dir.path(), &log.seg, victim.offset, CorruptionKind::Checksum);
+    assert_corrupt_everywhere(
+        dir.path(),
+        &log.seg,
+        victim.offset,
+        CorruptionKind::Checksum,
+    );
 }
 
 #[test]
@@ -571,7 +666,12 @@ fn a4_grown_length_mid_log_is_a_checksum_error_not_a_jump() {
     let victim = log.frame(1);
     write_len(&log.seg, victim, 30 + 64);
     assert_eq!(victim.offset + frame_len(30 + 64), log.frame(3).offset);
-    assert_corrupt_everywhere(dir.path(), &log.seg, victim.offset, CorruptionKind::Checksum);
+    assert_corrupt_everywhere(
+        dir.path(),
+        &log.seg,
+        victim.offset,
+        CorruptionKind::Checksum,
+    );
 }
 
 /// In salvage mode the record right after the damaged one (inside the bad length) is
@@ -627,7 +727,12 @@ fn a5_huge_length_mid_log_is_bad_length() {
         (64 * 1024 - 4096) as u32,
     ] {
         write_len(&log.seg, victim, len);
-        assert_corrupt_everywhere(dir.path(), &log.seg, victim.offset, CorruptionKind::BadLength);
+        assert_corrupt_everywhere(
+            dir.path(),
+            &log.seg,
+            victim.offset,
+            CorruptionKind::BadLength,
+        );
     }
     write_bytes(&log.seg, victim.offset + 4, &original);
     let (wal, r) = Wal::open(dir.path(), read_only()).expect("restored");
@@ -711,6 +816,16 @@ fn a7_zeroed_last_frame_is_the_normal_end() {
     assert_recovers(dir.path(), &log.below(6), &[]);
 }
 
+#[test]
+fn a7_zeroed_last_frame_without_prepared_segment_is_the_normal_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = build(dir.path(), &recs(&LENS), false);
+    remove_prepared_segments(dir.path());
+    let last = log.frame(5);
+    write_bytes(&log.seg, last.offset, &vec![0u8; last.bytes() as usize]);
+    assert_recovers(dir.path(), &log.below(6), &[]);
+}
+
 /// Only the last header zeroed, its body left behind: still the end of the log. The
 /// leftover body bytes must not come back as damage after the next append.
 #[test]
@@ -723,6 +838,19 @@ fn a7_zeroed_last_header_is_the_end_of_the_log() {
 }
 
 #[test]
+fn a7_zeroed_last_header_without_prepared_segment_is_the_end_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = build(dir.path(), &recs(&LENS), false);
+    remove_prepared_segments(dir.path());
+    let last = log.frame(5);
+    write_bytes(&log.seg, last.offset, &[0u8; HEADER as usize]);
+    assert_recovers(dir.path(), &log.below(6), &[]);
+}
+
+/// A zeroed header in the middle of a cleanly closed log, with the next segment
+/// prepared (the normal state of a log directory): the records after the hole and the
+/// seal prove it is not a torn write.
+#[test]
 fn a7_zeroed_header_mid_log_of_closed_log_is_corrupt_hole() {
     let dir = tempfile::tempdir().unwrap();
     let log = build(dir.path(), &recs(&LENS), true);
@@ -732,12 +860,36 @@ fn a7_zeroed_header_mid_log_of_closed_log_is_corrupt_hole() {
 }
 
 #[test]
-fn a7_zeroed_header_mid_log_followed_by_records_written_after_a_sync_is_corrupt_hole() {
+fn a7_zeroed_header_mid_log_of_closed_log_without_prepared_segment_is_corrupt_hole() {
     let dir = tempfile::tempdir().unwrap();
+    let log = build(dir.path(), &recs(&LENS), true);
+    remove_prepared_segments(dir.path());
+    let victim = log.frame(3);
+    write_bytes(&log.seg, victim.offset, &[0u8; HEADER as usize]);
+    assert_corrupt_everywhere(dir.path(), &log.seg, victim.offset, CorruptionKind::Hole);
+}
+
+fn synced_then_more(dir: &Path) -> Log {
     let mut ops = recs(&[40, 17, 100, 64]);
     ops.push(Op::Sync);
     ops.extend(recs(&[25, 72]));
-    let log = build(dir.path(), &ops, false);
+    build(dir, &ops, false)
+}
+
+#[test]
+fn a7_zeroed_header_mid_log_followed_by_records_written_after_a_sync_is_corrupt_hole() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = synced_then_more(dir.path());
+    let victim = log.frame(2);
+    write_bytes(&log.seg, victim.offset, &[0u8; HEADER as usize]);
+    assert_corrupt_everywhere(dir.path(), &log.seg, victim.offset, CorruptionKind::Hole);
+}
+
+#[test]
+fn a7_zeroed_header_mid_log_followed_by_synced_records_without_prepared_segment_is_corrupt_hole() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = synced_then_more(dir.path());
+    remove_prepared_segments(dir.path());
     let victim = log.frame(2);
     write_bytes(&log.seg, victim.offset, &[0u8; HEADER as usize]);
     assert_corrupt_everywhere(dir.path(), &log.seg, victim.offset, CorruptionKind::Hole);
@@ -746,9 +898,23 @@ fn a7_zeroed_header_mid_log_followed_by_records_written_after_a_sync_is_corrupt_
 /// A zeroed header with unsynced records after it (a crash, nothing ever synced): a
 /// torn tail, reported with the records it takes along.
 #[test]
-fn a7_zeroed_header_mid_log_with_no_sync_after_it_is_a_torn_tail() {
+fn a7_zeroed_header_mid_log_with_no_sync_after_it_is_a_reported_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let log = build(dir.path(), &recs(&LENS), false);
+    let victim = log.frame(3);
+    write_bytes(&log.seg, victim.offset, &[0u8; HEADER as usize]);
+    assert_recovers(
+        dir.path(),
+        &log.below(4),
+        &[torn(&log, victim, DropReason::TornTail, Some((5, 6)))],
+    );
+}
+
+#[test]
+fn a7_zeroed_header_mid_log_with_no_sync_without_prepared_segment_is_a_reported_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = build(dir.path(), &recs(&LENS), false);
+    remove_prepared_segments(dir.path());
     let victim = log.frame(3);
     write_bytes(&log.seg, victim.offset, &[0u8; HEADER as usize]);
     assert_recovers(
@@ -781,7 +947,11 @@ fn a8_unknown_kind_with_valid_crc_is_corrupt_even_at_the_tail() {
         );
     }
     // The forged frame is well formed but for its kind: kind 1 makes it valid again.
-    write_bytes(&log.seg, last.offset, &raw_frame(1, 0, 6, 0, log.epoch, &body));
+    write_bytes(
+        &log.seg,
+        last.offset,
+        &raw_frame(1, 0, 6, 0, log.epoch, &body),
+    );
     let (wal, r) = Wal::open(dir.path(), read_only()).expect("kind 1");
     assert!(read_all(&wal) == log.records, "{r}");
 }
@@ -870,7 +1040,11 @@ fn a9_batch_end_without_start_is_dropped_whole() {
     let log = batch_log(dir.path(), false, &[]);
     let batch = log.frame(3);
     let keep_from = batch.offset + HEADER + 4 + 12 + 20;
-    write_bytes(&log.seg, batch.offset, &vec![0u8; (keep_from - batch.offset) as usize]);
+    write_bytes(
+        &log.seg,
+        batch.offset,
+        &vec![0u8; (keep_from - batch.offset) as usize],
+    );
     // Zeroes where the header was: the end of the log, with nothing valid beyond.
     assert_recovers(dir.path(), &log.below(4), &[]);
 }
@@ -910,7 +1084,12 @@ fn a9_batch_directory_inconsistent_with_valid_crc_is_never_half_applied() {
         let frame = raw_frame(2, 0, 4, 0, log.epoch, body);
         assert_eq!(frame.len() as u64, batch.bytes());
         write_bytes(&log.seg, batch.offset, &frame);
-        assert_corrupt_everywhere(dir.path(), &log.seg, batch.offset, CorruptionKind::BadLength);
+        assert_corrupt_everywhere(
+            dir.path(),
+            &log.seg,
+            batch.offset,
+            CorruptionKind::BadLength,
+        );
 
         let po = Options {
             read_only: true,
@@ -961,7 +1140,12 @@ fn a9_batch_damaged_mid_log_salvage_drops_the_whole_batch() {
     let d = summaries(&r);
     assert_eq!(d.len(), 1, "{r}");
     assert_eq!(
-        (d[0].first_lsn, d[0].dropped_lsns, d[0].records, d[0].torn_tail),
+        (
+            d[0].first_lsn,
+            d[0].dropped_lsns,
+            d[0].records,
+            d[0].torn_tail
+        ),
         (4, Some((4, 6)), 3, false),
         "{r}"
     );

@@ -138,17 +138,37 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult<ExitCode> {
     // 1. Bulk appends, one sync at the end.
     progress.stage("append (bulk)");
     let bulk_dir = dir.join("bulk");
-    let row = bulk(&bulk_dir, &base, "append", args.records, args.size, &progress)?;
+    let row = bulk(
+        &bulk_dir,
+        &base,
+        "append",
+        args.records,
+        args.size,
+        &progress,
+    )?;
     rows.push(row);
     // 2. Large records.
     progress.stage("append (4 KiB)");
     let large_dir = dir.join("large");
-    let row = bulk(&large_dir, &base, "append_4k", large_records, 4096, &progress)?;
+    let row = bulk(
+        &large_dir,
+        &base,
+        "append_4k",
+        large_records,
+        4096,
+        &progress,
+    )?;
     rows.push(row);
     remove(&large_dir);
     // 3. Durable appends, one thread.
     progress.stage("durable append");
-    rows.push(durable(&dir.join("durable"), &base, args.durable_records, args.size, &progress)?);
+    rows.push(durable(
+        &dir.join("durable"),
+        &base,
+        args.durable_records,
+        args.size,
+        &progress,
+    )?);
     remove(&dir.join("durable"));
     // 4. Reopen and scan the bulk log.
     progress.stage("recover + scan");
@@ -208,7 +228,13 @@ fn bulk(
     })
 }
 
-fn durable(dir: &Path, base: &Options, records: u64, size: usize, progress: &Progress) -> CliResult<Row> {
+fn durable(
+    dir: &Path,
+    base: &Options,
+    records: u64,
+    size: usize,
+    progress: &Progress,
+) -> CliResult<Row> {
     let payload = vec![0x17u8; size];
     let opts = Options {
         durability: Durability::Sync,
@@ -263,7 +289,9 @@ fn recover(dir: &Path, base: &Options, size: usize, progress: &Progress) -> CliR
     let (limit, frames) = limits::crc_scan(dir)?;
     progress.inc(records);
     if frames < records {
-        return Err(CliError::new("the limit scan saw fewer frames than recovery"));
+        return Err(CliError::new(
+            "the limit scan saw fewer frames than recovery",
+        ));
     }
     Ok(Row {
         workload: "recover_scan",
@@ -283,16 +311,29 @@ fn percentile_us(lat: &mut [Duration], p: usize) -> Option<f64> {
         return None;
     }
     lat.sort_unstable();
-    let i = (lat.len() * p).div_ceil(100).saturating_sub(1).min(lat.len() - 1);
+    let i = (lat.len() * p)
+        .div_ceil(100)
+        .saturating_sub(1)
+        .min(lat.len() - 1);
     lat.get(i).map(|d| d.as_secs_f64() * 1e6)
 }
 
 fn print_table(out: &mut dyn Write, rows: &[Row]) -> io::Result<()> {
     let header = [
-        "workload", "records", "bytes", "thr", "seconds", "records/s", "MB/s", "p50 µs", "p99 µs",
-        "limit", "ratio",
+        "workload",
+        "records",
+        "bytes",
+        "thr",
+        "seconds",
+        "records/s",
+        "MB/s",
+        "p50 µs",
+        "p99 µs",
+        "limit",
+        "ratio",
     ];
-    let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |x| format!("{x:.digits$}"));
+    let opt =
+        |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |x| format!("{x:.digits$}"));
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {

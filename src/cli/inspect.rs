@@ -116,14 +116,21 @@ pub(crate) fn verify(dir: &Path, json: bool) -> CliResult<ExitCode> {
             report.first_lsn,
             report.last_lsn,
             report.segments,
-            if report.clean_shutdown { "clean" } else { "not clean" }
+            if report.clean_shutdown {
+                "clean"
+            } else {
+                "not clean"
+            }
         )?;
     } else {
         writeln!(out, "{}: DAMAGED", dir.display())?;
         for d in &damage {
             writeln!(out, "  {d}")?;
         }
-        writeln!(out, "  ({records} readable records; `mmlog repair` can trim the damage)")?;
+        writeln!(
+            out,
+            "  ({records} readable records; `mmlog repair` can trim the damage)"
+        )?;
     }
     Ok(if intact {
         ExitCode::SUCCESS
@@ -183,7 +190,10 @@ pub(crate) fn dump(args: &DumpArgs) -> CliResult<ExitCode> {
             emit(&mut out, &line)?
         } else {
             let shown = if args.hex { usize::MAX } else { 16 };
-            emit(&mut out, &format!("{:>12}  {:>8}  {}", r.lsn(), p.len(), hex(p, shown)))?
+            emit(
+                &mut out,
+                &format!("{:>12}  {:>8}  {}", r.lsn(), p.len(), hex(p, shown)),
+            )?
         };
         if !open {
             return Ok(ExitCode::SUCCESS);

@@ -33,9 +33,7 @@ impl From<mmlog::Error> for CliError {
                 " (another process has the log open; stop it or wait for it to close)"
             }
             mmlog::Error::NoSpace { .. } => " (free some space and retry)",
-            mmlog::Error::Io { source, .. }
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
+            mmlog::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 " (check the path)"
             }
             mmlog::Error::Io { source, .. }

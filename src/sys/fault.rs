@@ -78,12 +78,26 @@ impl Failpoints {
 
     /// Arms `step`: let `skip` hits through, then do `action` on every later hit.
     pub fn arm(&self, step: Step, skip: u64, action: FailAction) {
-        self.insert(step, Rule { action, skip, times: None });
+        self.insert(
+            step,
+            Rule {
+                action,
+                skip,
+                times: None,
+            },
+        );
     }
 
     /// Arms `step` to do `action` once, after `skip` hits.
     pub fn arm_once(&self, step: Step, skip: u64, action: FailAction) {
-        self.insert(step, Rule { action, skip, times: Some(1) });
+        self.insert(
+            step,
+            Rule {
+                action,
+                skip,
+                times: Some(1),
+            },
+        );
     }
 
     /// Disarms `step`.

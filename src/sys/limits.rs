@@ -8,7 +8,12 @@ use crate::error::{Error, IoOp, Result};
 use crate::format::{self, PAGE_BYTES, SEGMENT_DATA_OFFSET};
 use crate::sys::{Env, Mapping};
 
-fn scratch(dir: &Path, name: &str, len: u64, prefault: bool) -> Result<(std::path::PathBuf, Mapping)> {
+fn scratch(
+    dir: &Path,
+    name: &str,
+    len: u64,
+    prefault: bool,
+) -> Result<(std::path::PathBuf, Mapping)> {
     let env = Env::default();
     let path = dir.join(name);
     let _ = env.storage.remove_file(&path);
@@ -107,7 +112,8 @@ pub fn crc_scan(dir: &Path) -> Result<(Duration, u64)> {
             .open_file(&path, false)
             .map_err(|e| Error::io(IoOp::Open, &path, e))?;
         let len = file.len().map_err(|e| Error::io(IoOp::Stat, &path, e))?;
-        let map_len = usize::try_from(len).map_err(|_| Error::InvalidArgument("too large".into()))?;
+        let map_len =
+            usize::try_from(len).map_err(|_| Error::InvalidArgument("too large".into()))?;
         let map = file
             .map(map_len, false)
             .map_err(|e| Error::io(IoOp::Map, &path, e))?;

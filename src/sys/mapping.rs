@@ -40,10 +40,16 @@ impl fmt::Debug for Mapping {
 // SAFETY: a `Mapping` is a pointer to memory owned by `backend`, which is itself
 // `Send + Sync`. Access to the bytes goes through the `unsafe` accessors below, whose
 // callers guarantee that no range is written while it is read.
-#[expect(unsafe_code, reason = "the mapping is shared between threads by design")]
+#[expect(
+    unsafe_code,
+    reason = "the mapping is shared between threads by design"
+)]
 unsafe impl Send for Mapping {}
 // SAFETY: as for `Send`.
-#[expect(unsafe_code, reason = "the mapping is shared between threads by design")]
+#[expect(
+    unsafe_code,
+    reason = "the mapping is shared between threads by design"
+)]
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
@@ -91,6 +97,24 @@ impl Mapping {
         // reads for the life of `self` (contract of `new`); the caller guarantees that
         // nobody writes it while the slice lives.
         Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) })
+    }
+
+    /// Borrows `[offset, offset + len)` mutably, or `None` when it is out of bounds or
+    /// the mapping is read-only.
+    ///
+    /// # Safety
+    /// The caller must have exclusive access to the range for as long as the returned
+    /// slice lives: no other write and no other slice overlaps it.
+    #[expect(unsafe_code, reason = "writing through the raw mapping")]
+    #[expect(clippy::mut_from_ref, reason = "exclusivity is the caller's contract")]
+    pub(crate) unsafe fn bytes_mut(&self, offset: usize, len: usize) -> Option<&mut [u8]> {
+        let end = offset.checked_add(len)?;
+        if !self.writable || end > self.len {
+            return None;
+        }
+        // SAFETY: in bounds of a writable mapping valid for the life of `self`; the
+        // caller guarantees nothing else accesses the range meanwhile.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), len) })
     }
 
     /// Copies `parts`, back to back, to `offset`. Returns false (writing nothing) when

@@ -138,6 +138,9 @@ pub(crate) trait StorageFile: Send + Sync {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Makes the file's data and size durable (`fdatasync`).
     fn sync_data(&self) -> io::Result<()>;
+    /// Starts writing back `[offset, offset + len)` without waiting (a hint: nothing
+    /// becomes durable because of it; it only lets the disk work while appends go on).
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()>;
 }
 
 /// `IoOp` of each step, for error messages.

@@ -194,9 +194,8 @@ impl StorageFile for RealFile {
         // never shrunk while mapped (the directory lock keeps other mmlog handles out,
         // and the engine never truncates a mapped file).
         #[expect(unsafe_code, reason = "handing the mapping to the engine")]
-        let mapping = unsafe {
-            Mapping::new(ptr, mapped_len, writable, Box::new(RealMapping { map }))
-        };
+        let mapping =
+            unsafe { Mapping::new(ptr, mapped_len, writable, Box::new(RealMapping { map })) };
         Ok(mapping)
     }
 
@@ -210,5 +209,26 @@ impl StorageFile for RealFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let (Ok(off), Ok(n)) = (
+            libc::off64_t::try_from(offset),
+            libc::off64_t::try_from(len),
+        ) else {
+            return Ok(());
+        };
+        // SAFETY: `sync_file_range` only reads its integer arguments; the descriptor is
+        // owned by `self.file` and open for the duration of the call.
+        #[expect(unsafe_code, reason = "libc call without a safe wrapper")]
+        let rc = unsafe {
+            libc::sync_file_range(self.file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE)
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 }

@@ -1,12 +1,21 @@
-//! The background thread: prepares the next segment ahead of the writer and, when
-//! configured, syncs on an interval. It is stopped and joined by `close()` and by drop.
+//! The background threads. They keep the append path free of slow work:
+//!
+//! * prepares the next segment before the writer needs it (allocation, header, syncs,
+//!   rename, mapping);
+//! * faults in pages a window ahead of the writer, so appends take no page faults;
+//! * starts write-back of what was appended (the segment left behind at rollover, and
+//!   the active one every few MiB), so that a later sync finds most bytes on disk;
+//! * when configured, syncs on an interval.
+//!
+//! Two threads share this work (one for slow file operations, one for pages); both
+//! are stopped and joined by `close()` and by drop.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::wal::Shared;
-use crate::wal::segment::Segment;
+use crate::wal::segment::{PREFAULT_CHUNK_BYTES, PREFAULT_WINDOW_BYTES, Segment, WRITEBACK_BYTES};
 
 #[derive(Default)]
 struct State {
@@ -14,10 +23,16 @@ struct State {
     request: Option<u64>,
     /// A prepared, not yet active segment.
     ready: Option<Arc<Segment>>,
+    /// The ready segment's first window is faulted in.
+    ready_warm: bool,
     /// A preparation is running (in the background or in a writer).
     busy: bool,
-    /// Fault in pages of this segment up to this offset.
-    prefault: Option<(Arc<Segment>, u64)>,
+    /// The writer's segment.
+    active: Option<Arc<Segment>>,
+    /// The writer moved on: keep faulting in ahead of it.
+    nudged: bool,
+    /// Segments the writer left: start write-back of their last bytes.
+    retired: Vec<Arc<Segment>>,
     shutdown: bool,
 }
 
@@ -84,22 +99,34 @@ impl Maint {
         Take::Claimed(Busy { maint: self })
     }
 
-    /// Forgets any prepared segment and pending request (after a truncation).
+    /// Forgets the prepared segment, the pending request and the segments being
+    /// worked on (after a truncation, and at close).
     pub(crate) fn discard(&self) -> Option<Arc<Segment>> {
         let mut st = self.lock();
         while st.busy {
             st = self.cv.wait(st).unwrap_or_else(PoisonError::into_inner);
         }
         st.request = None;
-        st.prefault = None;
+        st.active = None;
+        st.retired.clear();
         st.ready.take()
     }
 
-
-    /// Asks for `seg`'s pages to be faulted in up to `upto`.
-    pub(crate) fn prefault(&self, seg: Arc<Segment>, upto: u64) {
+    /// The writer now appends to `seg`; the segment it leaves (if any) is retired.
+    pub(crate) fn set_active(&self, seg: Arc<Segment>) {
         let mut st = self.lock();
-        st.prefault = Some((seg, upto));
+        if let Some(old) = st.active.replace(seg) {
+            st.retired.push(old);
+        }
+        st.nudged = true;
+        drop(st);
+        self.cv.notify_all();
+    }
+
+    /// The writer crossed another stretch of its segment.
+    pub(crate) fn nudge(&self) {
+        let mut st = self.lock();
+        st.nudged = true;
         drop(st);
         self.cv.notify_all();
     }
@@ -113,44 +140,107 @@ impl Maint {
     }
 }
 
-/// Starts the background thread.
-pub(crate) fn spawn(shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("mmlog-maint".into())
-        .spawn(move || run(&shared))
+/// What a background thread does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Slow, blocking work: preparing segments (allocation and syncs), write-back of
+    /// retired segments, the periodic flush.
+    Files,
+    /// Keeping pages faulted in ahead of the writer; it must never wait behind a sync.
+    Pages,
 }
 
-fn run(shared: &Shared) {
+/// Starts the background threads.
+pub(crate) fn spawn(shared: &Arc<Shared>) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let mut handles = Vec::new();
+    for (role, name) in [(Role::Files, "mmlog-files"), (Role::Pages, "mmlog-pages")] {
+        if role == Role::Pages && !shared.opts.prefault {
+            continue;
+        }
+        let mine = Arc::clone(shared);
+        let spawned = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || run(&mine, role));
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                shared.maint.shutdown();
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(handles)
+}
+
+fn run(shared: &Shared, role: Role) {
     let maint = &shared.maint;
-    let interval = shared.opts.flush_interval;
+    let interval = shared.opts.flush_interval.filter(|_| role == Role::Files);
     let mut next_flush = interval.map(|i| Instant::now() + i);
     let mut st = maint.lock();
     loop {
         if st.shutdown {
             return;
         }
-        if let Some(seq) = st.request.take()
-            && !st.busy
-        {
-            st.busy = true;
-            drop(st);
-            // An error here is not lost: the writer prepares the segment itself at
-            // rollover and reports what fails then.
-            let prepared = shared.prepare_segment(seq, None).ok();
-            st = maint.lock();
-            st.busy = false;
-            if let Some(seg) = prepared {
-                st.ready = Some(seg);
+        if role == Role::Files {
+            // The next segment, before the writer needs it.
+            if let Some(seq) = st.request
+                && !st.busy
+            {
+                st.request = None;
+                st.busy = true;
+                drop(st);
+                // An error here is not lost: the writer prepares the segment itself
+                // at rollover and reports what fails then.
+                let prepared = shared.prepare_segment(seq, None).ok();
+                st = maint.lock();
+                st.busy = false;
+                if let Some(seg) = prepared {
+                    st.ready = Some(seg);
+                    st.ready_warm = !shared.opts.prefault;
+                }
+                maint.cv.notify_all();
+                continue;
             }
-            maint.cv.notify_all();
-            continue;
+            // Write-back of segments the writer left behind.
+            if let Some(old) = st.retired.pop() {
+                drop(st);
+                old.kick_writeback(0);
+                st = maint.lock();
+                continue;
+            }
+        } else {
+            // Pages ahead of the writer, then write-back behind it.
+            if st.nudged
+                && let Some(active) = st.active.clone()
+            {
+                drop(st);
+                let done = active.prefault_ahead(PREFAULT_WINDOW_BYTES, PREFAULT_CHUNK_BYTES);
+                if done {
+                    active.kick_writeback(WRITEBACK_BYTES);
+                }
+                st = maint.lock();
+                if done {
+                    st.nudged = false;
+                }
+                continue;
+            }
+            // The first window of the prepared segment.
+            if !st.ready_warm
+                && let Some(ready) = st.ready.clone()
+            {
+                drop(st);
+                let done = ready.prefault_ahead(PREFAULT_WINDOW_BYTES, PREFAULT_CHUNK_BYTES);
+                st = maint.lock();
+                if done && st.ready.as_ref().is_some_and(|r| Arc::ptr_eq(r, &ready)) {
+                    st.ready_warm = true;
+                }
+                continue;
+            }
         }
-        if let Some((seg, upto)) = st.prefault.take() {
-            drop(st);
-            seg.prefault_to(upto);
-            st = maint.lock();
-            continue;
-        }
+        // The periodic flush, or sleep until there is work.
         let now = Instant::now();
         if let (Some(due), Some(every)) = (next_flush, interval) {
             if now >= due {
@@ -161,7 +251,9 @@ fn run(shared: &Shared) {
                 st = maint.lock();
                 continue;
             }
-            let wait = due.saturating_duration_since(now).max(Duration::from_micros(100));
+            let wait = due
+                .saturating_duration_since(now)
+                .max(Duration::from_micros(100));
             st = maint
                 .cv
                 .wait_timeout(st, wait)

@@ -1,5 +1,6 @@
 //! The write-ahead log.
 
+mod ckpt;
 mod maint;
 pub(crate) mod reader;
 pub(crate) mod recovery;
@@ -15,15 +16,17 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::Lsn;
 use crate::error::{Error, IoOp, Result};
 use crate::format::{SEGMENT_DATA_OFFSET, SegmentMeta};
 use crate::options::{Durability, Options};
 use crate::sys::{Env, LockMode, Step};
-use crate::Lsn;
 
 pub use reader::{Iter, Record, Tail};
 pub use report::{DropReason, Dropped, RecoveryReport};
 pub use stats::Stats;
+
+use crate::checkpoint::Checkpoint;
 
 use segment::{Cursor, LockHold, Segment, SegmentParts};
 
@@ -60,7 +63,7 @@ use segment::{Cursor, LockHold, Segment, SegmentParts};
 /// ```
 pub struct Wal {
     shared: Arc<Shared>,
-    maint: Mutex<Option<JoinHandle<()>>>,
+    maint: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Wal {
@@ -100,6 +103,7 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     stats: stats::Counters,
     opened_at_lsn: u64,
+    checkpoints: Mutex<ckpt::CheckpointState>,
 }
 
 /// The writer's position; guarded by `Shared::writer`.
@@ -108,8 +112,8 @@ pub(crate) struct WriterState {
     next_lsn: u64,
     /// Offset from which the next frame gets a sparse index entry.
     index_next: u64,
-    /// Offset past which the next frame asks for more pages to be faulted in.
-    prefault_next: u64,
+    /// Offset past which the next frame wakes the background thread.
+    nudge_next: u64,
     closed: bool,
 }
 
@@ -210,7 +214,7 @@ impl Wal {
                 active: None,
                 next_lsn,
                 index_next: 0,
-                prefault_next: 0,
+                nudge_next: 0,
                 closed: false,
             }),
             appended: AtomicU64::new(next_lsn - 1),
@@ -233,6 +237,7 @@ impl Wal {
             closed: AtomicBool::new(false),
             stats: stats::Counters::default(),
             opened_at_lsn: next_lsn - 1,
+            checkpoints: Mutex::new(ckpt::CheckpointState::default()),
             opts,
         });
 
@@ -324,14 +329,18 @@ impl Wal {
                 live.push(seg);
             }
             let last_seq = live.last().map_or(0, |s| s.seq);
-            *shared.segments.write().unwrap_or_else(PoisonError::into_inner) = live;
+            *shared
+                .segments
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = live;
             if !read_only {
                 shared.remove_files(&out.remove, &mut report)?;
                 let mut w = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
                 match active {
                     Some((seg, cursor)) => {
                         w.index_next = cursor.pos();
-                        w.prefault_next = cursor.pos();
+                        w.nudge_next = cursor.pos();
+                        shared.maint.set_active(Arc::clone(&seg));
                         w.active = Some((seg, cursor));
                     }
                     None => {
@@ -344,6 +353,7 @@ impl Wal {
                 }
             }
         }
+        shared.load_checkpoints(&mut report)?;
         drop(lock);
 
         report.first_lsn = Lsn(first_lsn);
@@ -353,15 +363,12 @@ impl Wal {
         report.duration = started.elapsed();
 
         let maint = if read_only {
-            None
+            Vec::new()
         } else {
             if let Some(seq) = shared.active_seq() {
                 shared.maint.request(seq + 1);
             }
-            Some(
-                maint::spawn(Arc::clone(&shared))
-                    .map_err(|e| Error::io(IoOp::Create, &dir, e))?,
-            )
+            maint::spawn(&shared).map_err(|e| Error::io(IoOp::Create, &dir, e))?
         };
         Ok((
             Wal {
@@ -387,7 +394,8 @@ impl Wal {
     /// default durability. Returns the LSN of the first; the others follow densely.
     /// The whole batch must fit in one segment.
     pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<Lsn> {
-        self.shared.append_many(payloads, self.shared.opts.durability)
+        self.shared
+            .append_many(payloads, self.shared.opts.durability)
     }
 
     /// [`Wal::append_batch`] with the given durability.
@@ -443,8 +451,7 @@ impl Wal {
     /// The record with LSN `lsn`.
     pub fn read(&self, lsn: Lsn) -> Result<Record> {
         self.shared.check_readable()?;
-        if lsn.0 < self.shared.first_lsn.load(Ordering::Acquire) || lsn.0 > self.shared.appended()
-        {
+        if lsn.0 < self.shared.first_lsn.load(Ordering::Acquire) || lsn.0 > self.shared.appended() {
             return Err(Error::NotFound { lsn });
         }
         match Iter::new(&self.shared, lsn.0).next() {
@@ -472,9 +479,51 @@ impl Wal {
         self.shared.purge_before(lsn.0).map(Lsn)
     }
 
+    /// Writes a checkpoint: `data` is the user's state after every record up to and
+    /// including `lsn`. The log is synced through `lsn` first; the checkpoint is durable
+    /// and in place when this returns. Then retention runs: only the newest
+    /// [`Options::checkpoint_generations`] checkpoints are kept, and log segments that
+    /// no kept checkpoint needs are removed.
+    pub fn write_checkpoint(&self, lsn: Lsn, data: &[u8]) -> Result<Checkpoint> {
+        self.shared
+            .write_checkpoint(lsn.0, data.len() as u64, |buf| buf.copy_from_slice(data))
+    }
+
+    /// [`Wal::write_checkpoint`] for a payload of `len` bytes that `fill` writes
+    /// straight into the checkpoint's mapping (zero-copy serialisation). `fill` gets a
+    /// zeroed slice of exactly `len` bytes.
+    pub fn write_checkpoint_with(
+        &self,
+        lsn: Lsn,
+        len: u64,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Checkpoint> {
+        self.shared.write_checkpoint(lsn.0, len, fill)
+    }
+
+    /// The newest checkpoint that verified and connects to the log (the one recovery
+    /// starts from, or the last one written), mapped read-only.
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        self.shared.latest_checkpoint()
+    }
+
+    /// Bytes the log's segment files take on disk.
+    pub fn segment_bytes(&self) -> u64 {
+        self.shared
+            .segments
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|s| s.size)
+            .sum()
+    }
+
     /// Counters since the log was opened.
     pub fn stats(&self) -> Stats {
-        let records = self.shared.appended().saturating_sub(self.shared.opened_at_lsn);
+        let records = self
+            .shared
+            .appended()
+            .saturating_sub(self.shared.opened_at_lsn);
         self.shared.stats.snapshot(records)
     }
 
@@ -509,12 +558,9 @@ impl Wal {
 
     fn stop_background(&self) {
         self.shared.maint.shutdown();
-        let handle = self
-            .maint
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(h) = handle {
+        let handles =
+            std::mem::take(&mut *self.maint.lock().unwrap_or_else(PoisonError::into_inner));
+        for h in handles {
             let _ = h.join();
         }
     }
@@ -598,14 +644,20 @@ impl Shared {
     /// Wakes tailing readers and anyone waiting for in-flight appends.
     pub(crate) fn notify_appended(&self) {
         if self.waiters.load(Ordering::SeqCst) > 0 {
-            let _g = self.notify_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let _g = self
+                .notify_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             self.notify_cv.notify_all();
         }
     }
 
     /// Waits until `lsn` is appended or `deadline` passes; true when it was appended.
     pub(crate) fn wait_appended(&self, lsn: u64, deadline: Instant) -> bool {
-        let mut g = self.notify_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut g = self
+            .notify_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let ok = loop {
             if self.appended() >= lsn {
@@ -683,6 +735,15 @@ impl Shared {
                 "cannot truncate after {lsn}: the log starts at {first}"
             )));
         }
+        if let Some(c) = self.latest_checkpoint()
+            && lsn < c.lsn().0
+        {
+            return Err(Error::InvalidArgument(format!(
+                "cannot truncate after {lsn}: checkpoint {} covers records up to {}",
+                c.path().display(),
+                c.lsn()
+            )));
+        }
         self.drain_in_flight(&w);
         let cut = lsn + 1;
         // Find the frame that starts at `cut`.
@@ -699,7 +760,10 @@ impl Shared {
         self.exclusive(|durable| {
             self.seal_segment(&seg, offset)?;
             let removed: Vec<Arc<Segment>> = {
-                let mut list = self.segments.write().unwrap_or_else(PoisonError::into_inner);
+                let mut list = self
+                    .segments
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
                 let keep = (i + 1).min(list.len());
                 list.split_off(keep)
             };
@@ -757,7 +821,10 @@ impl Shared {
             for seg in &victims {
                 self.env
                     .op(Step::SegmentRemove, &seg.path, |s| s.remove_file(&seg.path))?;
-                let mut list = self.segments.write().unwrap_or_else(PoisonError::into_inner);
+                let mut list = self
+                    .segments
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
                 if list.first().is_some_and(|s| s.seq == seg.seq) {
                     list.remove(0);
                 }
@@ -800,6 +867,9 @@ impl Shared {
         if let Ok(mut list) = self.segments.write() {
             list.clear();
         }
+        if let Ok(mut c) = self.checkpoints.lock() {
+            c.latest = None;
+        }
         if let Ok(mut l) = self.lock.lock() {
             l.take();
         }
@@ -821,8 +891,11 @@ fn frame_offset(seg: &Segment, lsn: u64) -> Result<u64> {
         }
         let rel = usize::try_from(pos - SEGMENT_DATA_OFFSET)
             .map_err(|_| Error::InvalidArgument("offset overflow".into()))?;
-        let frame = crate::format::decode_frame(data.get(rel..).unwrap_or_default(), seg.epoch, false)
-            .map_err(|_| Error::corrupt(&seg.path, pos, crate::error::CorruptionKind::BadLength))?;
+        let frame =
+            crate::format::decode_frame(data.get(rel..).unwrap_or_default(), seg.epoch, false)
+                .map_err(|_| {
+                    Error::corrupt(&seg.path, pos, crate::error::CorruptionKind::BadLength)
+                })?;
         if frame.kind != crate::format::FrameKind::Seal {
             if frame.lsn == lsn {
                 return Ok(pos);

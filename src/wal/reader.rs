@@ -4,11 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::Lsn;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{self, FrameKind, Invalid, SEGMENT_DATA_OFFSET};
 use crate::wal::Shared;
 use crate::wal::segment::Segment;
-use crate::Lsn;
 
 /// One record, read zero-copy from the log.
 ///
@@ -45,7 +45,10 @@ impl Record {
         // The range was inside the published bytes when the record was made, and
         // published bytes never change or shrink.
         let end = self.start.saturating_add(self.len);
-        self.seg.published().get(self.start..end).unwrap_or_default()
+        self.seg
+            .published()
+            .get(self.start..end)
+            .unwrap_or_default()
     }
 
     /// Payload length in bytes.
@@ -161,7 +164,12 @@ impl Iter {
         self.done = false;
     }
 
-    fn corrupt(&mut self, seg: &Segment, offset: u64, kind: CorruptionKind) -> Option<Result<Record>> {
+    fn corrupt(
+        &mut self,
+        seg: &Segment,
+        offset: u64,
+        kind: CorruptionKind,
+    ) -> Option<Result<Record>> {
         self.done = true;
         Some(Err(Error::corrupt(&seg.path, offset, kind)))
     }
@@ -218,7 +226,7 @@ impl Iter {
                 Ok(f) => f,
                 Err(inv) => {
                     let kind = match inv {
-                        Invalid::Checksum => CorruptionKind::Checksum,
+                        Invalid::Checksum | Invalid::Foreign => CorruptionKind::Checksum,
                         Invalid::UnknownKind(k) => CorruptionKind::UnknownRecordKind(k),
                         Invalid::Stale => CorruptionKind::StaleEpoch,
                         Invalid::Zero => CorruptionKind::Hole,

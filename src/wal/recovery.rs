@@ -17,6 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::Lsn;
 use crate::error::{CorruptionKind, Error, IoOp, Result};
 use crate::format::{
     self, FrameKind, HeaderRead, Invalid, PAGE_BYTES, RECORD_HEADER_BYTES, SEGMENT_DATA_OFFSET,
@@ -26,7 +27,6 @@ use crate::options::RecoveryMode;
 use crate::sys::{Env, Step, StorageFile};
 use crate::wal::report::{DropReason, Dropped, RecoveryReport};
 use crate::wal::segment::{Frozen, INDEX_STRIDE_BYTES, IndexEntry};
-use crate::Lsn;
 
 /// Segment file names: 20 decimal digits and `.seg`.
 pub(crate) fn segment_file_name(seq: u64) -> String {
@@ -126,7 +126,7 @@ impl Damage {
         match self {
             Damage::Frame(inv) => matches!(
                 inv,
-                Invalid::TornHeader | Invalid::BadLength | Invalid::Checksum
+                Invalid::TornHeader | Invalid::BadLength | Invalid::Checksum | Invalid::Foreign
             ),
             Damage::LsnGap(_) | Damage::MissingSegment(_) => false,
         }
@@ -134,7 +134,7 @@ impl Damage {
 
     fn reason(self) -> DropReason {
         match self {
-            Damage::Frame(Invalid::Checksum) => DropReason::ChecksumMismatch,
+            Damage::Frame(Invalid::Checksum | Invalid::Foreign) => DropReason::ChecksumMismatch,
             Damage::Frame(Invalid::UnknownKind(_)) => DropReason::UnknownKind,
             Damage::Frame(Invalid::Stale) => DropReason::StaleEpoch,
             Damage::Frame(Invalid::Zero) => DropReason::TornTail,
@@ -146,7 +146,7 @@ impl Damage {
 
     fn kind(self, expected: u64) -> CorruptionKind {
         match self {
-            Damage::Frame(Invalid::Checksum) => CorruptionKind::Checksum,
+            Damage::Frame(Invalid::Checksum | Invalid::Foreign) => CorruptionKind::Checksum,
             Damage::Frame(Invalid::UnknownKind(k)) => CorruptionKind::UnknownRecordKind(k),
             Damage::Frame(Invalid::Stale) => CorruptionKind::StaleEpoch,
             Damage::Frame(Invalid::Zero) => CorruptionKind::Hole,
@@ -294,8 +294,15 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
     let clean = out.report.dropped.is_empty() && beyond.frames == 0 && !beyond.dirty;
     out.report.clean_shutdown = clean && scanner.last_seal.is_some();
     out.final_seal = if clean { scanner.last_seal } else { None };
-    // A cut segment cannot take appends: its missing blocks would be holes.
-    out.seal_last = beyond.dirty || live.get(end_file).is_some_and(|f| f.short);
+    // The writer continues in the last segment only if nothing but zeroes (or, in a
+    // recycled segment, leftovers of other epochs) lies past the end: new frames must
+    // never end up next to bytes that a later recovery could misread. A cut segment
+    // cannot take appends either: its missing blocks would be holes.
+    out.seal_last = beyond.dirty
+        || live.get(end_file).is_some_and(|f| {
+            f.short
+                || (!f.meta.recycled() && !all_zero(f.data().get(end_rel..).unwrap_or_default()))
+        });
     out.first_lsn = first;
     out.next_lsn = next;
     let mut ends = scanner.ends;
@@ -321,7 +328,9 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
 enum Opened {
     File(ScanFile),
     /// Shorter than a header page, or a header never written. `found` = file size.
-    Incomplete { found: u64 },
+    Incomplete {
+        found: u64,
+    },
 }
 
 fn open_segment(
@@ -386,7 +395,11 @@ fn open_segment(
         ));
     }
     let map_len = usize::try_from(len).map_err(|_| {
-        Error::corrupt(path, 0, CorruptionKind::BadHeader("segment too large to map".into()))
+        Error::corrupt(
+            path,
+            0,
+            CorruptionKind::BadHeader("segment too large to map".into()),
+        )
     })?;
     env.check(Step::SegmentMap, path)?;
     let map = file
@@ -454,7 +467,11 @@ impl<'a> Scanner<'a> {
 
     /// Follows the chain from the start. Returns the end (file, relative offset), the
     /// next LSN, and what lies beyond the end.
-    fn run(&mut self, first: u64, report: &mut RecoveryReport) -> Result<(usize, usize, u64, Beyond)> {
+    fn run(
+        &mut self,
+        first: u64,
+        report: &mut RecoveryReport,
+    ) -> Result<(usize, usize, u64, Beyond)> {
         let mut at = (0usize, 0usize);
         let mut expected = first;
         loop {
@@ -545,10 +562,16 @@ impl<'a> Scanner<'a> {
                         *e = SEGMENT_DATA_OFFSET + rel as u64;
                     }
                 }
-                Err(inv) if inv.is_clean_end() => {
+                Err(inv) if inv.is_clean_end(f.meta.recycled()) => {
                     let Some(next) = files.get(i + 1) else {
                         return stop(StopReason::Clean(inv));
                     };
+                    // A segment ends early only when the next frame did not fit: if any
+                    // bytes of its epoch lie past this point, the chain stops here and
+                    // the search beyond decides what they are.
+                    if next_epoch_at(data, rel, f.meta.epoch).is_some() {
+                        return stop(StopReason::Clean(inv));
+                    }
                     if next.seq != f.seq + 1 {
                         return stop(StopReason::Damage(Damage::MissingSegment(f.seq + 1)));
                     }
@@ -590,9 +613,7 @@ impl<'a> Scanner<'a> {
                     break;
                 };
                 let advance = 8usize;
-                let candidate = (1..=3).contains(&h.kind)
-                    && h.flags == 0
-                    && h.reserved.get() == 0;
+                let candidate = (1..=3).contains(&h.kind) && h.flags == 0 && h.reserved.get() == 0;
                 if !candidate {
                     p += advance;
                     continue;
@@ -690,8 +711,8 @@ impl<'a> Scanner<'a> {
                 {
                     let mut d = dropped(false);
                     if let Some(fr) = self.frame_at(file, rel) {
-                        d.dropped_lsns = (fr.lsn > stop.expected)
-                            .then(|| (Lsn(stop.expected), Lsn(fr.lsn - 1)));
+                        d.dropped_lsns =
+                            (fr.lsn > stop.expected).then(|| (Lsn(stop.expected), Lsn(fr.lsn - 1)));
                         d.records = fr.lsn.saturating_sub(stop.expected);
                     }
                     report.dropped.push(d);
@@ -710,6 +731,17 @@ enum Decision {
     End,
     /// Salvage mode: continue the chain at this frame.
     Resume(usize, usize),
+}
+
+/// Whether every byte of `data` is zero.
+fn all_zero(data: &[u8]) -> bool {
+    let words = data.chunks_exact(8);
+    let rest = words.remainder();
+    words
+        .map(|w| w.first_chunk::<8>().map_or(1, |b| u64::from_ne_bytes(*b)))
+        .fold(0u64, |acc, w| acc | w)
+        == 0
+        && rest.iter().all(|&b| b == 0)
 }
 
 /// The first 8-aligned position at or after `from` whose frame header would carry
@@ -737,6 +769,6 @@ fn continues(next: &ScanFile, expected: u64) -> bool {
     match format::decode_frame(next.data(), next.meta.epoch, true) {
         Ok(fr) if fr.kind == FrameKind::Seal => fr.lsn.checked_add(1) == Some(expected),
         Ok(fr) => fr.lsn == expected,
-        Err(inv) => inv.is_clean_end(),
+        Err(inv) => inv.is_clean_end(next.meta.recycled()),
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::Lsn;
+use crate::checkpoint::RejectedCheckpoint;
 use crate::options::RecoveryMode;
 
 /// Why recovery dropped bytes or records.
@@ -99,6 +100,10 @@ pub struct RecoveryReport {
     pub dropped: Vec<Dropped>,
     /// Files removed: leftovers of interrupted steps, dead or trimmed segments.
     pub removed_files: Vec<PathBuf>,
+    /// The checkpoint recovery starts from (its LSN and file), if any.
+    pub checkpoint: Option<(Lsn, PathBuf)>,
+    /// Checkpoints that were not used, newest first, and why.
+    pub rejected_checkpoints: Vec<RejectedCheckpoint>,
     /// Wall-clock time recovery took.
     pub duration: Duration,
 }
@@ -118,6 +123,8 @@ impl RecoveryReport {
             bytes_scanned: 0,
             dropped: Vec::new(),
             removed_files: Vec::new(),
+            checkpoint: None,
+            rejected_checkpoints: Vec::new(),
             duration: Duration::ZERO,
         }
     }
@@ -149,7 +156,11 @@ impl fmt::Display for RecoveryReport {
             self.segments,
             self.bytes_scanned,
             self.duration,
-            if self.clean_shutdown { "clean" } else { "not clean" },
+            if self.clean_shutdown {
+                "clean"
+            } else {
+                "not clean"
+            },
         )?;
         for d in &self.dropped {
             write!(
@@ -162,8 +173,28 @@ impl fmt::Display for RecoveryReport {
                 if d.torn_tail { ", torn tail" } else { "" }
             )?;
             if let Some((a, b)) = d.dropped_lsns {
-                write!(f, "; {} unacknowledged record(s) {a}..={b} went with it", d.records)?;
+                write!(
+                    f,
+                    "; {} unacknowledged record(s) {a}..={b} went with it",
+                    d.records
+                )?;
             }
+        }
+        if let Some((lsn, path)) = &self.checkpoint {
+            write!(
+                f,
+                "\n  starts from checkpoint {} (LSN {lsn})",
+                path.display()
+            )?;
+        }
+        for c in &self.rejected_checkpoints {
+            write!(
+                f,
+                "\n  rejected checkpoint {} (LSN {}): {}",
+                c.file.display(),
+                c.lsn,
+                c.reason
+            )?;
         }
         for p in &self.removed_files {
             write!(f, "\n  removed {}", p.display())?;

@@ -62,11 +62,20 @@ pub(crate) struct Segment {
     index: Mutex<Vec<IndexEntry>>,
     /// Pages below this offset were faulted in for writing.
     prefaulted_to: AtomicU64,
+    /// Write-back was started for bytes below this offset.
+    kicked_to: AtomicU64,
     _lock: Arc<LockHold>,
 }
 
-/// How far ahead of the cursor the background thread keeps pages faulted in.
-pub(crate) const PREFAULT_WINDOW_BYTES: u64 = 4 << 20;
+/// Bytes the background thread faults in per step (it checks for other work between
+/// steps).
+pub(crate) const PREFAULT_CHUNK_BYTES: u64 = 1 << 20;
+/// How far ahead of the writer pages are kept faulted in.
+pub(crate) const PREFAULT_WINDOW_BYTES: u64 = 8 << 20;
+/// The writer wakes the background thread each time it crosses this many bytes.
+pub(crate) const NUDGE_BYTES: u64 = 1 << 20;
+/// Write-back is started once this many published bytes have gathered.
+pub(crate) const WRITEBACK_BYTES: u64 = 4 << 20;
 
 #[derive(Debug, Clone, Copy)]
 struct HeaderState {
@@ -160,6 +169,7 @@ impl Segment {
             cursor_taken: AtomicBool::new(false),
             index: Mutex::new(index),
             prefaulted_to: AtomicU64::new(end),
+            kicked_to: AtomicU64::new(end),
             _lock: lock,
         }
     }
@@ -173,7 +183,10 @@ impl Segment {
     }
 
     pub(crate) fn meta(&self) -> SegmentMeta {
-        self.header.lock().map(|h| h.meta).unwrap_or_else(|p| p.into_inner().meta)
+        self.header
+            .lock()
+            .map(|h| h.meta)
+            .unwrap_or_else(|p| p.into_inner().meta)
     }
 
     pub(crate) fn writable(&self) -> bool {
@@ -191,6 +204,7 @@ impl Segment {
         // above it are disjoint from it, and header writes go to page 0 with `pwrite`.
         #[expect(unsafe_code, reason = "borrowing published frames from the mapping")]
         let bytes = unsafe { self.map.bytes(start, len) };
+        debug_assert!(bytes.is_some(), "published end {end} past the mapping");
         bytes.unwrap_or_default()
     }
 
@@ -306,7 +320,9 @@ impl Segment {
         change(&mut meta);
         meta.generation = meta.generation.wrapping_add(1);
         meta.check().map_err(|why| {
-            Error::InvalidArgument(format!("refusing to write an invalid segment header: {why}"))
+            Error::InvalidArgument(format!(
+                "refusing to write an invalid segment header: {why}"
+            ))
         })?;
         let slot = 1 - h.slot.min(1);
         let offset = HEADER_SLOT_OFFSETS.get(slot).copied().unwrap_or(0);
@@ -356,20 +372,44 @@ impl Segment {
         self.flushed_end.load(Ordering::Acquire) < self.visible_end()
     }
 
-    /// Faults in the data area up to `upto` for writing, so the append path takes no
-    /// page faults. Done a window ahead of the cursor rather than for the whole
-    /// segment: a writable fault dirties the page, and dirty pages the log never fills
-    /// would still be written back.
-    pub(crate) fn prefault_to(&self, upto: u64) {
-        let upto = upto.min(self.size);
-        let from = self.prefaulted_to.fetch_max(upto, Ordering::AcqRel);
-        if from >= upto {
+    /// Faults in the data area for writing up to `window` bytes past the writer's
+    /// position, at most `chunk` bytes per call; true when nothing is left to do for
+    /// now. The background thread calls this ahead of the writer so the append path
+    /// takes no page faults (a fault on a fresh file costs microseconds per page).
+    /// Only a window is faulted in, because a writable fault dirties the page and dirty
+    /// pages the log never fills would still be written back.
+    pub(crate) fn prefault_ahead(&self, window: u64, chunk: u64) -> bool {
+        let cursor = self.published_end() / PAGE_BYTES * PAGE_BYTES;
+        let target = cursor.saturating_add(window).min(self.size);
+        let from = self.prefaulted_to.load(Ordering::Acquire).max(cursor);
+        let to = from.saturating_add(chunk).min(target);
+        if from >= to {
+            return true;
+        }
+        if let (Ok(start), Ok(end)) = (usize::try_from(from), usize::try_from(to)) {
+            self.map.prefault(start, end - start);
+        }
+        self.prefaulted_to.fetch_max(to, Ordering::AcqRel);
+        to >= target
+    }
+
+    /// Starts writing back published bytes once `min_bytes` have gathered since the
+    /// last time, so that a later sync finds most of them on disk already.
+    pub(crate) fn kick_writeback(&self, min_bytes: u64) {
+        // Whole pages only: a page under write-back cannot be modified until the I/O
+        // completes, and the writer is still filling the last one.
+        let end = self.visible_end() / PAGE_BYTES * PAGE_BYTES;
+        let from = self
+            .kicked_to
+            .load(Ordering::Acquire)
+            .max(self.flushed_end.load(Ordering::Acquire));
+        if end < from.saturating_add(min_bytes) {
             return;
         }
-        let (Ok(start), Ok(end)) = (usize::try_from(from), usize::try_from(upto)) else {
-            return;
-        };
-        self.map.prefault(start, end - start);
+        let from = from / PAGE_BYTES * PAGE_BYTES;
+        if self.file.start_writeback(from, end - from).is_ok() {
+            self.kicked_to.fetch_max(end, Ordering::AcqRel);
+        }
     }
 }
 
@@ -405,7 +445,9 @@ impl Frozen {
     /// Makes bytes `[0, len)` of the file durable: recovery flushes what it returns,
     /// and only that (not the whole file).
     pub(crate) fn flush(&self, len: u64) -> std::io::Result<()> {
-        let len = usize::try_from(len).unwrap_or(usize::MAX).min(self.map.len());
+        let len = usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .min(self.map.len());
         self.map.flush(0, len)
     }
 

@@ -47,7 +47,11 @@ impl Counters {
 
     /// `per_mille` = 500 for the median, 990 for p99.
     fn percentile(&self, per_mille: u64) -> Option<Duration> {
-        let counts: Vec<u64> = self.latency.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let counts: Vec<u64> = self
+            .latency
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
         let total: u64 = counts.iter().sum();
         if total == 0 {
             return None;

@@ -50,7 +50,10 @@ impl Shared {
                 return Ok(());
             }
             if st.in_flight {
-                st = self.sync_cv.wait(st).unwrap_or_else(PoisonError::into_inner);
+                st = self
+                    .sync_cv
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
             st.in_flight = true;
@@ -61,7 +64,8 @@ impl Shared {
             st.in_flight = false;
             match result {
                 Ok(upto) => {
-                    self.stats.record_sync(started.elapsed(), upto.saturating_sub(st.durable));
+                    self.stats
+                        .record_sync(started.elapsed(), upto.saturating_sub(st.durable));
                     if upto > st.durable {
                         st.durable = upto;
                         self.durable.store(upto, Ordering::Release);
@@ -103,7 +107,10 @@ impl Shared {
     pub(crate) fn exclusive<T>(&self, f: impl FnOnce(&mut u64) -> Result<T>) -> Result<T> {
         let mut st = self.sync_state();
         while st.in_flight {
-            st = self.sync_cv.wait(st).unwrap_or_else(PoisonError::into_inner);
+            st = self
+                .sync_cv
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         if let Some(cause) = &st.poison {
             return Err(Error::Poisoned {

@@ -5,6 +5,7 @@ use std::sync::{Arc, PoisonError};
 
 use zerocopy::IntoBytes;
 
+use crate::Lsn;
 use crate::error::{Error, Result};
 use crate::format::{
     self, FrameKind, SEGMENT_DATA_OFFSET, SegmentMeta, batch_body_bytes, frame_bytes,
@@ -15,11 +16,9 @@ use crate::sys::Step;
 use crate::wal::maint::Take;
 use crate::wal::recovery::{segment_file_name, segment_tmp_name};
 use crate::wal::segment::{
-    Cursor, INDEX_STRIDE_BYTES, IndexEntry, PREFAULT_WINDOW_BYTES, Reservation, Segment,
-    SegmentParts,
+    Cursor, INDEX_STRIDE_BYTES, IndexEntry, NUDGE_BYTES, Reservation, Segment, SegmentParts,
 };
 use crate::wal::{Done, Shared, WriterState};
-use crate::Lsn;
 
 /// Payloads up to this size are checksummed and copied in one pass through a stack
 /// buffer for batches; larger ones are written part by part.
@@ -31,7 +30,14 @@ impl Shared {
         let body_len = self.check_body_len(payload.len() as u64)?;
         let (lsn, seg, res) = self.reserve(FrameKind::Record, 1, u64::from(body_len))?;
         let hint = self.durable.load(Ordering::Acquire);
-        let header = make_record_header(FrameKind::Record, lsn, hint, seg.epoch, body_len, &[payload]);
+        let header = make_record_header(
+            FrameKind::Record,
+            lsn,
+            hint,
+            seg.epoch,
+            body_len,
+            &[payload],
+        );
         if !seg.fill(&res, &[header.as_bytes(), payload]) {
             return Err(Error::InvalidArgument("reservation too small (bug)".into()));
         }
@@ -47,12 +53,11 @@ impl Shared {
         if payloads.is_empty() {
             return Err(Error::InvalidArgument("empty batch".into()));
         }
-        let body = batch_body_bytes(payloads.iter().map(|p| p.len())).ok_or(
-            Error::RecordTooLarge {
+        let body =
+            batch_body_bytes(payloads.iter().map(|p| p.len())).ok_or(Error::RecordTooLarge {
                 len: u64::MAX,
                 max_payload_bytes: self.opts.max_payload_bytes(),
-            },
-        )?;
+            })?;
         let body_len = self.check_body_len(body)?;
         let count = payloads.len() as u64;
         let (lsn, seg, res) = self.reserve(FrameKind::Batch, count, body)?;
@@ -148,14 +153,13 @@ impl Shared {
             });
             w.index_next = res.offset() + INDEX_STRIDE_BYTES;
         }
-        let prefault = res.end() >= w.prefault_next;
-        if prefault {
-            w.prefault_next = res.end() + PREFAULT_WINDOW_BYTES / 2;
+        let nudge = res.end() >= w.nudge_next;
+        if nudge {
+            w.nudge_next = res.end() + NUDGE_BYTES;
         }
         drop(w);
-        if prefault && self.opts.prefault {
-            self.maint
-                .prefault(Arc::clone(&seg), res.end() + PREFAULT_WINDOW_BYTES);
+        if nudge {
+            self.maint.nudge();
         }
         Ok((lsn, seg, res))
     }
@@ -223,9 +227,9 @@ impl Shared {
         seg.update_header(&self.env, Step::SegmentHeaderWrite, |m| {
             m.base_lsn = w.next_lsn;
         })?;
-        let cursor = seg
-            .take_cursor(SEGMENT_DATA_OFFSET)
-            .ok_or_else(|| Error::InvalidArgument("prepared segment already in use (bug)".into()))?;
+        let cursor = seg.take_cursor(SEGMENT_DATA_OFFSET).ok_or_else(|| {
+            Error::InvalidArgument("prepared segment already in use (bug)".into())
+        })?;
         self.install_active(w, seg, cursor);
         self.maint.request(seq + 1);
         Ok(())
@@ -238,7 +242,8 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
             .push(Arc::clone(&seg));
         w.index_next = cursor.pos();
-        w.prefault_next = cursor.pos();
+        w.nudge_next = cursor.pos();
+        self.maint.set_active(Arc::clone(&seg));
         w.active = Some((seg, cursor));
     }
 
@@ -269,6 +274,7 @@ impl Shared {
             epoch,
             seal_epoch: 0,
             sealed_end: 0,
+            flags: 0,
         };
         let _ = storage.remove_file(&tmp);
         env.check(Step::SegmentCreate, &tmp)?;
@@ -301,9 +307,6 @@ impl Shared {
             flushed: false,
             lock: self.lock_hold()?,
         });
-        if self.opts.prefault {
-            seg.prefault_to(SEGMENT_DATA_OFFSET + PREFAULT_WINDOW_BYTES);
-        }
         Ok(Arc::new(seg))
     }
 

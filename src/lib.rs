@@ -39,4 +39,4 @@ pub use lsn::Lsn;
 pub use options::{Durability, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, RecoveryMode};
 pub use store::{StateMachine, Store, StoreOptions};
 pub use sys::Env;
-pub use wal::{DropReason, Dropped, Iter, Record, RecoveryReport, Stats, Tail, Wal};
+pub use wal::{DropReason, Dropped, Iter, Record, RecoveryReport, SegmentInfo, Stats, Tail, Wal};

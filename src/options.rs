@@ -81,6 +81,9 @@ pub struct Options {
     /// default), a record is verified once per open: by recovery, or, for records this
     /// handle wrote, by construction. Default = false.
     pub paranoid_reads: bool,
+    /// Keep up to two retired segment files and reuse them (with a new epoch) instead
+    /// of allocating new ones. Default = true.
+    pub recycle_segments: bool,
     /// Checkpoint generations to keep (at least 1). When the newest is damaged, recovery
     /// falls back to an older one, so the log is retained back to the oldest kept.
     /// Default = 2.
@@ -101,6 +104,7 @@ impl Default for Options {
             flush_interval: None,
             prefault: true,
             paranoid_reads: false,
+            recycle_segments: true,
             checkpoint_generations: 2,
             env: Env::default(),
         }

@@ -223,9 +223,14 @@ impl ChildProc {
         n.parse().expect("report number")
     }
 
-    /// Closes the child's stdin (its signal to finish) and waits for it to exit.
-    fn finish(&mut self) -> ExitStatus {
+    /// Closes the child's stdin: its signal to finish.
+    fn close_stdin(&mut self) {
         drop(self.child.stdin.take());
+    }
+
+    /// Closes the child's stdin and waits for it to exit.
+    fn finish(&mut self) -> ExitStatus {
+        self.close_stdin();
         let status = self.child.wait().expect("wait");
         assert_no_crash_signal(status, &self.stderr());
         status
@@ -407,6 +412,7 @@ fn second_process_is_locked_and_changes_nothing() {
     );
     assert_unchanged(dir.path(), &before, "after the refused opens");
 
+    child.close_stdin();
     assert_eq!(child.expect_report("closed"), 0);
     let status = child.finish();
     assert!(

@@ -194,7 +194,7 @@ pub(crate) fn list(env: &Env, dir: &Path) -> Result<(Vec<Listed>, Vec<PathBuf>)>
             tmp.push(dir.join(name));
         }
     }
-    found.sort_by(|a, b| b.lsn.cmp(&a.lsn));
+    found.sort_by_key(|l| std::cmp::Reverse(l.lsn));
     Ok((found, tmp))
 }
 

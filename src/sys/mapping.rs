@@ -37,19 +37,19 @@ impl fmt::Debug for Mapping {
     }
 }
 
+#[expect(
+    unsafe_code,
+    reason = "the mapping is shared between threads by design"
+)]
 // SAFETY: a `Mapping` is a pointer to memory owned by `backend`, which is itself
 // `Send + Sync`. Access to the bytes goes through the `unsafe` accessors below, whose
 // callers guarantee that no range is written while it is read.
-#[expect(
-    unsafe_code,
-    reason = "the mapping is shared between threads by design"
-)]
 unsafe impl Send for Mapping {}
-// SAFETY: as for `Send`.
 #[expect(
     unsafe_code,
     reason = "the mapping is shared between threads by design"
 )]
+// SAFETY: as for `Send`.
 unsafe impl Sync for Mapping {}
 
 impl Mapping {

@@ -4,6 +4,7 @@ mod ckpt;
 mod maint;
 pub(crate) mod reader;
 pub(crate) mod recovery;
+mod recycle;
 pub(crate) mod report;
 pub(crate) mod segment;
 mod stats;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::Lsn;
 use crate::error::{Error, IoOp, Result};
@@ -76,6 +77,30 @@ impl std::fmt::Debug for Wal {
     }
 }
 
+/// Facts about one segment file, from [`Wal::segments`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentInfo {
+    /// The file.
+    pub path: PathBuf,
+    /// Sequence number.
+    pub seq: u64,
+    /// Epoch of this use of the file.
+    pub epoch: u32,
+    /// First LSN it holds (or would hold, when empty).
+    pub first_lsn: Lsn,
+    /// Last LSN it holds (`first_lsn - 1` when empty).
+    pub last_lsn: Lsn,
+    /// Bytes of frames in it.
+    pub bytes_used: u64,
+    /// File size.
+    pub size_bytes: u64,
+    /// Sealed by a truncation or a trimmed tail.
+    pub sealed: bool,
+    /// Reused from a retired segment.
+    pub recycled: bool,
+}
+
 /// State shared by the handle, its background thread and its readers.
 pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
@@ -87,6 +112,8 @@ pub(crate) struct Shared {
     writer: Mutex<WriterState>,
     /// Last LSN whose record (and every earlier one) is published.
     appended: AtomicU64,
+    /// Last LSN handed out (mirror of `WriterState::next_lsn - 1`, for waiters).
+    reserved_hint: AtomicU64,
     pending_count: AtomicUsize,
     pending: Mutex<Vec<Done>>,
     waiters: AtomicUsize,
@@ -104,6 +131,8 @@ pub(crate) struct Shared {
     stats: stats::Counters,
     opened_at_lsn: u64,
     checkpoints: Mutex<ckpt::CheckpointState>,
+    /// Retired segment files kept for reuse.
+    free: Mutex<Vec<PathBuf>>,
 }
 
 /// The writer's position; guarded by `Shared::writer`.
@@ -114,6 +143,8 @@ pub(crate) struct WriterState {
     index_next: u64,
     /// Offset past which the next frame wakes the background thread.
     nudge_next: u64,
+    /// Frame bytes reserved through this handle.
+    bytes_appended: u64,
     closed: bool,
 }
 
@@ -215,9 +246,11 @@ impl Wal {
                 next_lsn,
                 index_next: 0,
                 nudge_next: 0,
+                bytes_appended: 0,
                 closed: false,
             }),
             appended: AtomicU64::new(next_lsn - 1),
+            reserved_hint: AtomicU64::new(next_lsn - 1),
             pending_count: AtomicUsize::new(0),
             pending: Mutex::new(Vec::new()),
             waiters: AtomicUsize::new(0),
@@ -238,6 +271,7 @@ impl Wal {
             stats: stats::Counters::default(),
             opened_at_lsn: next_lsn - 1,
             checkpoints: Mutex::new(ckpt::CheckpointState::default()),
+            free: Mutex::new(Vec::new()),
             opts,
         });
 
@@ -335,6 +369,7 @@ impl Wal {
                 .unwrap_or_else(PoisonError::into_inner) = live;
             if !read_only {
                 shared.remove_files(&out.remove, &mut report)?;
+                shared.adopt_free(out.free);
                 let mut w = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
                 match active {
                     Some((seg, cursor)) => {
@@ -420,9 +455,6 @@ impl Wal {
                 "LSN {lsn} has not been appended (last handed out: {reserved})"
             )));
         }
-        if self.shared.appended() < lsn.0 {
-            self.shared.wait_appended(lsn.0, far_future());
-        }
         self.shared.sync_to(lsn.0)
     }
 
@@ -507,6 +539,30 @@ impl Wal {
         self.shared.latest_checkpoint()
     }
 
+    /// One line of facts about each segment file of the log, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let list = self.shared.segment_list();
+        let next = self.shared.appended() + 1;
+        let mut out: Vec<SegmentInfo> = Vec::with_capacity(list.len());
+        for (i, s) in list.iter().enumerate() {
+            let meta = s.meta();
+            let first = s.base_lsn();
+            let end_lsn = list.get(i + 1).map_or(next, |n| n.base_lsn());
+            out.push(SegmentInfo {
+                path: s.path.clone(),
+                seq: s.seq,
+                epoch: s.epoch,
+                first_lsn: Lsn(first),
+                last_lsn: Lsn(end_lsn.saturating_sub(1).max(first.saturating_sub(1))),
+                bytes_used: s.visible_end().saturating_sub(SEGMENT_DATA_OFFSET),
+                size_bytes: s.size,
+                sealed: meta.seal_epoch != 0,
+                recycled: meta.recycled(),
+            });
+        }
+        out
+    }
+
     /// Bytes the log's segment files take on disk.
     pub fn segment_bytes(&self) -> u64 {
         self.shared
@@ -524,7 +580,8 @@ impl Wal {
             .shared
             .appended()
             .saturating_sub(self.shared.opened_at_lsn);
-        self.shared.stats.snapshot(records)
+        let bytes = self.shared.writer.lock().map_or(0, |w| w.bytes_appended);
+        self.shared.stats.snapshot(records, bytes)
     }
 
     /// The log directory.
@@ -575,10 +632,6 @@ impl Drop for Wal {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.release();
     }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(60 * 60 * 24 * 365)
 }
 
 impl Shared {
@@ -634,9 +687,10 @@ impl Shared {
         Ok(())
     }
 
-    /// Syncs everything appended so far.
+    /// Syncs every record handed out so far, including those other threads are still
+    /// filling (an append that returned before this call is covered).
     pub(crate) fn sync_all(&self) -> Result<Lsn> {
-        let target = self.appended();
+        let target = self.reserved();
         self.sync_to(target)?;
         Ok(Lsn(self.durable.load(Ordering::Acquire)))
     }
@@ -652,7 +706,27 @@ impl Shared {
         }
     }
 
-    /// Waits until `lsn` is appended or `deadline` passes; true when it was appended.
+    /// Waits until `lsn` (already handed out) is appended; true when it is. It always
+    /// will be (filling and publishing take no lock a waiter could hold), unless a
+    /// truncation drops it first: then false.
+    pub(crate) fn wait_reserved(&self, lsn: u64) -> bool {
+        let mut g = self
+            .notify_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        while self.appended() < lsn && lsn <= self.reserved_hint.load(Ordering::SeqCst) {
+            g = self
+                .notify_cv
+                .wait(g)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        self.appended() >= lsn
+    }
+
+    /// Waits until `lsn` is appended, `deadline` passes or the log is closed; true
+    /// when it was appended. For readers waiting for records nobody may ever write.
     pub(crate) fn wait_appended(&self, lsn: u64, deadline: Instant) -> bool {
         let mut g = self
             .notify_lock
@@ -714,7 +788,7 @@ impl Shared {
     fn drain_in_flight(&self, w: &WriterState) {
         let target = w.next_lsn - 1;
         if self.appended() < target {
-            self.wait_appended(target, far_future());
+            let _ = self.wait_reserved(target);
         }
     }
 
@@ -781,6 +855,7 @@ impl Shared {
                 .take_cursor(SEGMENT_DATA_OFFSET)
                 .ok_or_else(|| Error::InvalidArgument("new segment in use (bug)".into()))?;
             w.next_lsn = cut;
+            self.reserved_hint.store(lsn, Ordering::SeqCst);
             self.appended.store(lsn, Ordering::SeqCst);
             *durable = (*durable).min(lsn);
             self.install_active(&mut w, fresh, cursor);
@@ -788,6 +863,13 @@ impl Shared {
         })?;
         let seq = w.active.as_ref().map(|(s, _)| s.seq);
         drop(w);
+        // Waiters for truncated LSNs give up.
+        let g = self
+            .notify_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.notify_cv.notify_all();
+        drop(g);
         if let Some(seq) = seq {
             self.maint.request(seq + 1);
         }
@@ -817,26 +899,31 @@ impl Shared {
             if victims.is_empty() {
                 return Ok(self.first_lsn.load(Ordering::Acquire));
             }
+            let count = victims.len() as u64;
             // Oldest first: a crash midway leaves a shorter prefix missing, never a hole.
-            for seg in &victims {
-                self.env
-                    .op(Step::SegmentRemove, &seg.path, |s| s.remove_file(&seg.path))?;
-                let mut list = self
-                    .segments
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if list.first().is_some_and(|s| s.seq == seg.seq) {
-                    list.remove(0);
-                }
-                if let Some(first) = list.first() {
-                    self.first_lsn.store(first.base_lsn(), Ordering::Release);
-                }
+            for seg in victims {
+                let taken = {
+                    let mut list = self
+                        .segments
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    let taken = list
+                        .first()
+                        .is_some_and(|s| Arc::ptr_eq(s, &seg))
+                        .then(|| list.remove(0));
+                    if let Some(first) = list.first() {
+                        self.first_lsn.store(first.base_lsn(), Ordering::Release);
+                    }
+                    taken
+                };
+                drop(taken);
+                self.retire(seg)?;
             }
             self.env
                 .op(Step::DirSync, &self.dir, |s| s.sync_dir(&self.dir))?;
             self.stats
                 .segments_removed
-                .fetch_add(victims.len() as u64, Ordering::Relaxed);
+                .fetch_add(count, Ordering::Relaxed);
             Ok(self.first_lsn.load(Ordering::Acquire))
         })
     }

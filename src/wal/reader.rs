@@ -210,7 +210,11 @@ impl Iter {
                 self.pos = resume;
                 continue;
             }
-            let end = seg.visible_end();
+            // The end comes from the same snapshot as `data`: a writer may publish more
+            // meanwhile, and those bytes are not in this slice.
+            let end = seg
+                .visible_end()
+                .min(SEGMENT_DATA_OFFSET + data.len() as u64);
             if self.pos >= end {
                 if self.seg + 1 >= self.segs.len() {
                     return None;
@@ -221,7 +225,10 @@ impl Iter {
             }
             let rel = usize::try_from(self.pos - SEGMENT_DATA_OFFSET).ok()?;
             let limit = usize::try_from(end - SEGMENT_DATA_OFFSET).ok()?;
-            let here = data.get(rel..limit).unwrap_or_default();
+            let Some(here) = data.get(rel..limit) else {
+                let offset = self.pos;
+                return self.corrupt(&seg, offset, CorruptionKind::BadLength);
+            };
             let frame = match format::decode_frame(here, seg.epoch, self.verify) {
                 Ok(f) => f,
                 Err(inv) => {

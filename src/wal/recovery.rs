@@ -25,6 +25,7 @@ use crate::format::{
 };
 use crate::options::RecoveryMode;
 use crate::sys::{Env, Step, StorageFile};
+use crate::wal::recycle::{MAX_FREE_FILES, is_free_name};
 use crate::wal::report::{DropReason, Dropped, RecoveryReport};
 use crate::wal::segment::{Frozen, INDEX_STRIDE_BYTES, IndexEntry};
 
@@ -90,6 +91,8 @@ pub(crate) struct Outcome {
     pub seal_last: bool,
     /// Files to remove: leftovers, dead and trimmed segments.
     pub remove: Vec<PathBuf>,
+    /// Retired segment files kept for reuse.
+    pub free: Vec<PathBuf>,
     /// The seal of a clean close, when it is the last frame: (file, offset). A writer
     /// erases it, so that a crash of the new session is not taken for a clean close.
     pub final_seal: Option<(usize, u64)>,
@@ -189,11 +192,24 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
         .list_dir(dir)
         .map_err(|e| Error::io(IoOp::List, dir, e))?;
     let mut seqs: Vec<(u64, String)> = Vec::new();
+    let mut free = Vec::new();
+    let mut free_epoch = 0u32;
     for name in names {
         if let Some(seq) = parse_segment_name(&name) {
             seqs.push((seq, name));
         } else if name.ends_with(".seg.tmp") {
             remove.push(dir.join(name));
+        } else if is_free_name(&name) {
+            // A retired file kept for reuse: its old frames carry epochs up to the one
+            // in its header, which new epochs must exceed.
+            let path = dir.join(&name);
+            match free_file_epoch(env, &path) {
+                Some(e) if free.len() < MAX_FREE_FILES => {
+                    free_epoch = free_epoch.max(e);
+                    free.push(path);
+                }
+                _ => remove.push(path),
+            }
         }
     }
     seqs.sort_unstable();
@@ -255,7 +271,8 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
         .iter()
         .map(|f| f.meta.epoch.max(f.meta.seal_epoch))
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .max(free_epoch);
 
     // Segments older than a seal placed in an earlier segment are dead: they were
     // written before a truncation or a trimmed tail.
@@ -280,6 +297,7 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
         max_epoch,
         seal_last: false,
         remove,
+        free,
         final_seal: None,
         report,
     };
@@ -323,6 +341,18 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
     out.indexes = indexes.into_iter().take(end_file + 1).collect();
     out.holes = holes.into_iter().take(end_file + 1).collect();
     Ok(out)
+}
+
+/// The epoch in a free file's header (`None` when it has no valid header: such a file
+/// is removed rather than reused).
+fn free_file_epoch(env: &Env, path: &Path) -> Option<u32> {
+    let file = env.storage.open_file(path, false).ok()?;
+    let mut page = vec![0u8; usize::try_from(PAGE_BYTES).unwrap_or(4096)];
+    file.read_at(0, &mut page).ok()?;
+    match format::read_header(&page) {
+        HeaderRead::Valid(meta, _) => Some(meta.epoch.max(meta.seal_epoch)),
+        _ => None,
+    }
 }
 
 enum Opened {

@@ -189,10 +189,6 @@ impl Segment {
             .unwrap_or_else(|p| p.into_inner().meta)
     }
 
-    pub(crate) fn writable(&self) -> bool {
-        self.map.writable()
-    }
-
     /// The published frames: `[SEGMENT_DATA_OFFSET, published_end)`.
     pub(crate) fn published(&self) -> &[u8] {
         let end = self.published_end();

@@ -15,7 +15,6 @@ pub(crate) struct Counters {
     latency: [AtomicU64; BUCKETS],
     pub(crate) rollovers: AtomicU64,
     pub(crate) segments_removed: AtomicU64,
-    pub(crate) bytes_appended: AtomicU64,
 }
 
 impl Default for Counters {
@@ -27,7 +26,6 @@ impl Default for Counters {
             latency: std::array::from_fn(|_| AtomicU64::new(0)),
             rollovers: AtomicU64::new(0),
             segments_removed: AtomicU64::new(0),
-            bytes_appended: AtomicU64::new(0),
         }
     }
 }
@@ -68,12 +66,12 @@ impl Counters {
         None
     }
 
-    pub(crate) fn snapshot(&self, records_appended: u64) -> Stats {
+    pub(crate) fn snapshot(&self, records_appended: u64, bytes_appended: u64) -> Stats {
         let syncs = self.syncs.load(Ordering::Relaxed);
         let synced = self.synced_records.load(Ordering::Relaxed);
         Stats {
             records_appended,
-            bytes_appended: self.bytes_appended.load(Ordering::Relaxed),
+            bytes_appended,
             syncs,
             records_per_sync: if syncs == 0 {
                 0.0

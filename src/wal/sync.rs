@@ -34,10 +34,17 @@ impl Shared {
         self.sync.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Returns once every LSN up to `target` (which must be published) is durable.
+    /// Returns once every LSN up to `target` (which must have been handed out) is
+    /// durable. A target still being filled by another thread is waited for (without
+    /// spinning) before any flush, so that the flush covers it.
     pub(crate) fn sync_to(&self, target: u64) -> Result<()> {
         if self.durable.load(Ordering::Acquire) >= target {
             return self.check_poison();
+        }
+        if self.appended() < target && !self.wait_reserved(target) {
+            return Err(Error::NotFound {
+                lsn: crate::Lsn(target),
+            });
         }
         let mut st = self.sync_state();
         loop {

@@ -8,8 +8,8 @@ use zerocopy::IntoBytes;
 use crate::Lsn;
 use crate::error::{Error, Result};
 use crate::format::{
-    self, FrameKind, SEGMENT_DATA_OFFSET, SegmentMeta, batch_body_bytes, frame_bytes,
-    make_record_header, write_batch_directory,
+    self, FrameKind, SEGMENT_DATA_OFFSET, SEGMENT_RECYCLED, SegmentMeta, batch_body_bytes,
+    frame_bytes, make_record_header, write_batch_directory,
 };
 use crate::options::Durability;
 use crate::sys::Step;
@@ -138,10 +138,12 @@ impl Shared {
             }
             self.rollover(&mut w)?;
         };
+        w.bytes_appended += bytes;
         let lsn = w.next_lsn;
         w.next_lsn = lsn
             .checked_add(count)
             .ok_or_else(|| Error::InvalidArgument("LSN space exhausted".into()))?;
+        self.reserved_hint.store(w.next_lsn - 1, Ordering::Relaxed);
         let Some((seg, _)) = w.active.as_ref() else {
             return Err(Error::ReadOnly);
         };
@@ -232,6 +234,7 @@ impl Shared {
         })?;
         self.install_active(w, seg, cursor);
         self.maint.request(seq + 1);
+        self.stats.rollovers.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -277,13 +280,27 @@ impl Shared {
             flags: 0,
         };
         let _ = storage.remove_file(&tmp);
-        env.check(Step::SegmentCreate, &tmp)?;
-        env.check(Step::SegmentAllocate, &tmp)?;
-        let file = env.op(Step::SegmentAllocate, &tmp, |s| s.create_file(&tmp, size))?;
+        let recycled = SegmentMeta {
+            flags: SEGMENT_RECYCLED,
+            ..meta
+        };
+        let (file, meta) = match self.reuse_free(&tmp, &recycled) {
+            Some(file) => (file, recycled),
+            None => {
+                env.check(Step::SegmentCreate, &tmp)?;
+                env.check(Step::SegmentAllocate, &tmp)?;
+                let file = env.op(Step::SegmentAllocate, &tmp, |s| s.create_file(&tmp, size))?;
+                if let Err(e) = env.check(Step::SegmentHeaderWrite, &tmp).and_then(|()| {
+                    file.write_at(0, &meta.encode())
+                        .map_err(|e| Error::io(crate::error::IoOp::Write, &tmp, e))
+                }) {
+                    let _ = storage.remove_file(&tmp);
+                    return Err(e);
+                }
+                (file, meta)
+            }
+        };
         let made = (|| {
-            env.check(Step::SegmentHeaderWrite, &tmp)?;
-            file.write_at(0, &meta.encode())
-                .map_err(|e| Error::io(crate::error::IoOp::Write, &tmp, e))?;
             env.op(Step::SegmentSync, &tmp, |_| file.sync_data())?;
             env.op(Step::SegmentRename, &tmp, |s| s.rename(&tmp, &path))
         })();

@@ -33,7 +33,7 @@ pub mod testing;
 
 pub use sys::limits;
 
-pub use checkpoint::{Checkpoint, CheckpointRejection, RejectedCheckpoint};
+pub use checkpoint::{Checkpoint, CheckpointFileInfo, CheckpointRejection, RejectedCheckpoint};
 pub use error::{CorruptionKind, Error, IoOp, Result};
 pub use lsn::Lsn;
 pub use options::{Durability, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, RecoveryMode};

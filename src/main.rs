@@ -37,6 +37,15 @@ enum Command {
     /// Print the records of a log, read-only, one line each.
     #[command(after_help = "Example:\n  mmlog dump ./wal --from 10 --to 20 --hex | head")]
     Dump(cli::inspect::DumpArgs),
+    /// List the checkpoints of a log with their LSN, size and whether each verifies.
+    #[command(after_help = "Example:\n  mmlog checkpoints ./wal --json")]
+    Checkpoints {
+        /// The log directory.
+        dir: PathBuf,
+        /// Print one JSON object per checkpoint instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,6 +54,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cli::bench::run(&args),
         Command::Verify { dir, json } => cli::inspect::verify(&dir, json),
         Command::Dump(args) => cli::inspect::dump(&args),
+        Command::Checkpoints { dir, json } => cli::inspect::checkpoints(&dir, json),
     };
     match result {
         Ok(code) => code,

@@ -158,6 +158,20 @@ impl fmt::Display for CheckpointRejection {
     }
 }
 
+/// One checkpoint file and whether it verifies, from [`Wal::checkpoint_files`](crate::Wal::checkpoint_files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckpointFileInfo {
+    /// The file.
+    pub path: PathBuf,
+    /// The LSN its name gives.
+    pub lsn: Lsn,
+    /// File size.
+    pub file_bytes: u64,
+    /// `None` when it verifies; otherwise why not.
+    pub problem: Option<CheckpointRejection>,
+}
+
 /// A checkpoint recovery did not use, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RejectedCheckpoint {

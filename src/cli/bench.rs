@@ -25,6 +25,9 @@ pub(crate) struct BenchArgs {
     /// Megabytes written by the large-record (4 KiB) workload.
     #[arg(long, default_value_t = 256)]
     large_mib: u64,
+    /// Megabytes of the checkpoint written and loaded by the checkpoint workload.
+    #[arg(long, default_value_t = 256)]
+    checkpoint_mib: u64,
     /// Durable appends in the durable workload.
     #[arg(long, default_value_t = 2_000)]
     durable_records: u64,
@@ -124,8 +127,13 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult<ExitCode> {
         }
     };
     let large_records = (args.large_mib * 1024 * 1024) / 4096;
-    // Progress units: one per record appended or scanned, per limit record.
-    let total = 2 * args.records + 2 * large_records + 2 * args.durable_records + 2 * args.records;
+    // Progress units: one per record appended or scanned, per limit record, and one
+    // per MiB of checkpoint written, loaded, and measured for the limits.
+    let total = 2 * args.records
+        + 2 * large_records
+        + 2 * args.durable_records
+        + 2 * args.records
+        + 4 * args.checkpoint_mib;
     let progress = Progress::new(total);
     let base = Options {
         segment_size_bytes: args.segment_size,
@@ -174,6 +182,15 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult<ExitCode> {
     progress.stage("recover + scan");
     rows.push(recover(&bulk_dir, &base, args.size, &progress)?);
     remove(&bulk_dir);
+    // 5. A checkpoint written and loaded.
+    progress.stage("checkpoint");
+    rows.extend(checkpoint(
+        &dir.join("checkpoint"),
+        &base,
+        args.checkpoint_mib,
+        &progress,
+    )?);
+    remove(&dir.join("checkpoint"));
     progress.bar.finish_and_clear();
 
     let mut stdout = io::stdout().lock();
@@ -304,6 +321,72 @@ fn recover(dir: &Path, base: &Options, size: usize, progress: &Progress) -> CliR
         limit: "CRC-checked scan",
         limit_seconds: Some(limit.as_secs_f64()),
     })
+}
+
+fn checkpoint(dir: &Path, base: &Options, mib: u64, progress: &Progress) -> CliResult<Vec<Row>> {
+    let len = mib * 1024 * 1024;
+    let (wal, _) = Wal::open(dir, base.clone())?;
+    wal.append(b"the state below covers this record")?;
+    let started = Instant::now();
+    let ckpt = wal.write_checkpoint_with(Lsn(1), len, |buf| {
+        // What a serialiser does: write every byte once.
+        for (i, chunk) in buf.chunks_mut(4096).enumerate() {
+            chunk.fill(i as u8);
+        }
+    })?;
+    let write_seconds = started.elapsed().as_secs_f64();
+    progress.inc(mib);
+    let path = ckpt.path().to_path_buf();
+    drop(ckpt);
+    wal.close()?;
+    // Loading: what recovery does with a checkpoint file (check the header and size,
+    // map it read-only, verify the payload checksum), timed on its own.
+    let (wal, _) = Wal::open(
+        dir,
+        Options {
+            read_only: true,
+            ..base.clone()
+        },
+    )?;
+    let started = Instant::now();
+    let files = wal.checkpoint_files()?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    progress.inc(mib);
+    if files.len() != 1 || files.iter().any(|f| f.problem.is_some()) {
+        return Err(CliError::new(format!(
+            "checkpoint did not verify: {files:?}"
+        )));
+    }
+    drop(wal);
+    let write_limit = limits::memcpy_msync(dir, 4096, len / 4096)?;
+    progress.inc(mib);
+    let load_limit = limits::crc_file(&path, 4096, len)?;
+    progress.inc(mib);
+    let row = |workload, seconds, limit: &'static str, limit_seconds: Duration| Row {
+        workload,
+        records: 1,
+        record_bytes: len,
+        threads: 1,
+        seconds,
+        p50_us: None,
+        p99_us: None,
+        limit,
+        limit_seconds: Some(limit_seconds.as_secs_f64()),
+    };
+    Ok(vec![
+        row(
+            "checkpoint_write",
+            write_seconds,
+            "memcpy+msync",
+            write_limit,
+        ),
+        row(
+            "checkpoint_load",
+            load_seconds,
+            "CRC of the bytes",
+            load_limit,
+        ),
+    ])
 }
 
 fn percentile_us(lat: &mut [Duration], p: usize) -> Option<f64> {

@@ -204,3 +204,60 @@ pub(crate) fn dump(args: &DumpArgs) -> CliResult<ExitCode> {
         _ => Ok(ExitCode::SUCCESS),
     }
 }
+
+/// `mmlog checkpoints DIR`: every checkpoint, newest first, verified in full. Exit 0
+/// when all verify, 1 when one does not.
+pub(crate) fn checkpoints(dir: &Path, json: bool) -> CliResult<ExitCode> {
+    let (wal, report) = open_read_only(dir, RecoveryMode::TolerateCorruptedTail)?;
+    let files = wal.checkpoint_files()?;
+    let used = report.checkpoint.as_ref().map(|(_, p)| p.clone());
+    let mut out = io::stdout().lock();
+    if json {
+        for f in &files {
+            let line = Json::new()
+                .str("file", &f.path.display().to_string())
+                .u64("lsn", f.lsn.0)
+                .u64("file_bytes", f.file_bytes)
+                .bool("valid", f.problem.is_none())
+                .bool("used_by_recovery", used.as_ref() == Some(&f.path))
+                .str(
+                    "problem",
+                    &f.problem
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                )
+                .finish();
+            writeln!(out, "{line}")?;
+        }
+    } else if files.is_empty() {
+        writeln!(out, "{}: no checkpoints", dir.display())?;
+    } else {
+        let rows: Vec<Vec<String>> = files
+            .iter()
+            .map(|f| {
+                vec![
+                    f.path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    f.lsn.to_string(),
+                    f.file_bytes.to_string(),
+                    match &f.problem {
+                        None if used.as_ref() == Some(&f.path) => {
+                            "ok (recovery starts here)".into()
+                        }
+                        None => "ok".into(),
+                        Some(p) => format!("BAD: {p}"),
+                    },
+                ]
+            })
+            .collect();
+        super::out::table(&mut out, &["checkpoint", "lsn", "bytes", "status"], &rows)?;
+    }
+    Ok(if files.iter().all(|f| f.problem.is_none()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -140,3 +140,27 @@ pub fn crc_scan(dir: &Path) -> Result<(Duration, u64)> {
     }
     Ok((started.elapsed(), frames))
 }
+
+/// Time to map the file at `path` read-only and checksum `len` bytes from `offset`:
+/// the least loading a checkpoint must do.
+pub fn crc_file(path: &Path, offset: u64, len: u64) -> Result<Duration> {
+    let env = Env::default();
+    let file = env
+        .storage
+        .open_file(path, false)
+        .map_err(|e| Error::io(IoOp::Open, path, e))?;
+    let total = file.len().map_err(|e| Error::io(IoOp::Stat, path, e))?;
+    let map_len = usize::try_from(total).map_err(|_| Error::InvalidArgument("too large".into()))?;
+    let started = Instant::now();
+    let map = file
+        .map(map_len, false)
+        .map_err(|e| Error::io(IoOp::Map, path, e))?;
+    let (Ok(start), Ok(n)) = (usize::try_from(offset), usize::try_from(len)) else {
+        return Err(Error::InvalidArgument("range too large".into()));
+    };
+    // SAFETY: a read-only mapping of a file nothing writes while this runs.
+    #[expect(unsafe_code, reason = "reading a read-only mapping")]
+    let data = unsafe { map.bytes(start, n) }.unwrap_or_default();
+    std::hint::black_box(format::checksum(&[data]));
+    Ok(started.elapsed())
+}

@@ -6,7 +6,9 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 
 use crate::Lsn;
-use crate::checkpoint::{self, Checkpoint, CheckpointRejection, RejectedCheckpoint};
+use crate::checkpoint::{
+    self, Checkpoint, CheckpointFileInfo, CheckpointRejection, RejectedCheckpoint,
+};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::sys::Step;
 use crate::wal::Shared;
@@ -84,6 +86,31 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = state;
         Ok(())
+    }
+
+    /// Every checkpoint file, newest first, each verified in full (header, size,
+    /// payload checksum).
+    pub(crate) fn checkpoint_files(&self) -> Result<Vec<CheckpointFileInfo>> {
+        let (listed, _) = checkpoint::list(&self.env, &self.dir)?;
+        let lock = self.lock_hold()?;
+        Ok(listed
+            .into_iter()
+            .map(|l| {
+                let file_bytes = self
+                    .env
+                    .storage
+                    .open_file(&l.path, false)
+                    .and_then(|f| f.len())
+                    .unwrap_or(0);
+                let problem = checkpoint::load(&self.env, &l, &lock).err();
+                CheckpointFileInfo {
+                    lsn: Lsn(l.lsn),
+                    path: l.path,
+                    file_bytes,
+                    problem,
+                }
+            })
+            .collect())
     }
 
     /// The newest usable checkpoint.

@@ -27,7 +27,7 @@ pub use reader::{Iter, Record, Tail};
 pub use report::{DropReason, Dropped, RecoveryReport};
 pub use stats::Stats;
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, CheckpointFileInfo};
 
 use segment::{Cursor, LockHold, Segment, SegmentParts};
 
@@ -537,6 +537,12 @@ impl Wal {
     /// starts from, or the last one written), mapped read-only.
     pub fn checkpoint(&self) -> Option<Checkpoint> {
         self.shared.latest_checkpoint()
+    }
+
+    /// Every checkpoint file in the directory, newest first, each verified in full.
+    pub fn checkpoint_files(&self) -> Result<Vec<CheckpointFileInfo>> {
+        self.shared.check_readable()?;
+        self.shared.checkpoint_files()
     }
 
     /// One line of facts about each segment file of the log, oldest first.

@@ -800,3 +800,27 @@ fn a_checkpoint_the_log_does_not_reach_is_unusable() {
     assert_log_exact(&wal, 1, 50, "log with unusable checkpoints");
     wal.close().expect("close");
 }
+
+/// `purge_before` past the oldest kept checkpoint stops there: purging further would
+/// leave no checkpoint that connects to the log, and the directory could not be opened.
+#[test]
+fn purge_before_stops_at_the_oldest_kept_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    two_checkpoint_log(dir.path());
+    let (wal, _) = open(dir.path());
+    let first = wal.purge_before(Lsn(LAST - 10)).expect("purge");
+    assert!(
+        first.0 <= A + 1,
+        "purged past the oldest kept checkpoint: {first}"
+    );
+    assert_eq!(wal.first_lsn(), first);
+    wal.close().expect("close");
+    let (wal, report) = open(dir.path());
+    assert_recovered_from(&wal, &report, B, "after the purge");
+    // The fallback is still possible: without the newest, the older one connects.
+    drop(wal);
+    std::fs::remove_file(ckpt_path(dir.path(), B)).unwrap();
+    let (wal, report) = open(dir.path());
+    assert_recovered_from(&wal, &report, A, "after losing the newest checkpoint");
+    wal.close().expect("close");
+}

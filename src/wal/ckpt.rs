@@ -170,10 +170,19 @@ impl Shared {
         Ok(ckpt)
     }
 
-    /// Keeps the newest `checkpoint_generations` valid checkpoints, removes older ones
-    /// (oldest first), then the log segments that no kept checkpoint needs.
-    fn retain(&self) -> Result<()> {
+    /// The LSN of the oldest checkpoint that counts as a kept generation (`None` when
+    /// there is none): recovery may need the log from the LSN after it.
+    pub(crate) fn oldest_kept_checkpoint(&self) -> Result<Option<u64>> {
+        let valid = self.valid_checkpoints()?;
         let keep = self.opts.checkpoint_generations;
+        Ok(valid
+            .get(..keep.min(valid.len()))
+            .and_then(<[_]>::last)
+            .map(|l| l.lsn))
+    }
+
+    /// Checkpoint files, newest first, without those recovery rejected.
+    fn valid_checkpoints(&self) -> Result<Vec<checkpoint::Listed>> {
         let rejected = self
             .checkpoints
             .lock()
@@ -181,10 +190,17 @@ impl Shared {
             .rejected
             .clone();
         let (listed, _) = checkpoint::list(&self.env, &self.dir)?;
-        let valid: Vec<_> = listed
+        Ok(listed
             .into_iter()
             .filter(|l| !rejected.contains(&l.path))
-            .collect();
+            .collect())
+    }
+
+    /// Keeps the newest `checkpoint_generations` valid checkpoints, removes older ones
+    /// (oldest first), then the log segments that no kept checkpoint needs.
+    fn retain(&self) -> Result<()> {
+        let keep = self.opts.checkpoint_generations;
+        let valid = self.valid_checkpoints()?;
         let Some(oldest_kept) = valid
             .get(..keep.min(valid.len()))
             .and_then(<[_]>::last)

@@ -507,8 +507,16 @@ impl Wal {
 
     /// Removes the segments whose records all lie below `lsn` (segment granularity:
     /// records below `lsn` may remain). Returns the new first LSN.
+    ///
+    /// Never removes records a kept checkpoint needs: with checkpoints in the
+    /// directory, the purge stops at the oldest kept one (recovery may fall back to
+    /// it). Write a newer checkpoint to let the log go further.
     pub fn purge_before(&self, lsn: Lsn) -> Result<Lsn> {
-        self.shared.purge_before(lsn.0).map(Lsn)
+        let limit = self
+            .shared
+            .oldest_kept_checkpoint()?
+            .map_or(u64::MAX, |c| c.saturating_add(1));
+        self.shared.purge_before(lsn.0.min(limit)).map(Lsn)
     }
 
     /// Writes a checkpoint: `data` is the user's state after every record up to and

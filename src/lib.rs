@@ -29,6 +29,7 @@ mod store;
 mod sys;
 mod wal;
 
+pub mod inspect;
 pub mod testing;
 
 pub use sys::limits;
@@ -39,4 +40,7 @@ pub use lsn::Lsn;
 pub use options::{Durability, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, RecoveryMode};
 pub use store::{StateMachine, Store, StoreOptions};
 pub use sys::Env;
-pub use wal::{DropReason, Dropped, Iter, Record, RecoveryReport, SegmentInfo, Stats, Tail, Wal};
+pub use wal::{
+    Backup, DropReason, Dropped, Iter, Record, RecoveryReport, RepairReport, SegmentInfo, Stats,
+    Tail, Wal, repair,
+};

@@ -5,6 +5,7 @@ mod maint;
 pub(crate) mod reader;
 pub(crate) mod recovery;
 mod recycle;
+mod repair;
 pub(crate) mod report;
 pub(crate) mod segment;
 mod stats;
@@ -24,6 +25,7 @@ use crate::options::{Durability, Options};
 use crate::sys::{Env, LockMode, Step};
 
 pub use reader::{Iter, Record, Tail};
+pub use repair::{Backup, RepairReport, repair};
 pub use report::{DropReason, Dropped, RecoveryReport};
 pub use stats::Stats;
 
@@ -99,6 +101,54 @@ pub struct SegmentInfo {
     pub sealed: bool,
     /// Reused from a retired segment.
     pub recycled: bool,
+}
+
+/// Creates the directory if allowed and takes its lock (exclusive for a writer, shared
+/// for read-only), before any file is read or changed.
+pub(crate) fn lock_dir(dir: &Path, opts: &Options) -> Result<(PathBuf, Arc<LockHold>)> {
+    let dir = dir.to_path_buf();
+    let storage = opts.env.storage.as_ref();
+    let read_only = opts.read_only;
+    let exists = storage
+        .dir_exists(&dir)
+        .map_err(|e| Error::io(IoOp::Stat, &dir, e))?;
+    if !exists {
+        if read_only || !opts.create_if_missing {
+            return Err(Error::io(
+                IoOp::Open,
+                &dir,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io(IoOp::Create, &dir, e))?;
+    }
+    let mode = if read_only {
+        LockMode::Shared
+    } else {
+        LockMode::Exclusive
+    };
+    let guard = storage
+        .try_lock_dir(&dir, mode)
+        .map_err(|e| Error::io(IoOp::Lock, &dir, e))?;
+    let Some(guard) = guard else {
+        return Err(Error::Locked {
+            pid: storage.read_lock_owner(&dir),
+            dir,
+        });
+    };
+    if !read_only {
+        storage
+            .write_lock_owner(&dir, std::process::id())
+            .map_err(|e| Error::io(IoOp::Lock, &dir, e))?;
+    }
+    Ok((
+        dir,
+        Arc::new(LockHold {
+            _guard: Some(guard),
+        }),
+    ))
 }
 
 /// State shared by the handle, its background thread and its readers.
@@ -189,48 +239,19 @@ impl Wal {
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<(Wal, RecoveryReport)> {
         let started = Instant::now();
         opts.validate()?;
-        let dir = dir.as_ref().to_path_buf();
-        let env = opts.env.clone();
-        let storage = env.storage.as_ref();
-        let read_only = opts.read_only;
-        let exists = storage
-            .dir_exists(&dir)
-            .map_err(|e| Error::io(IoOp::Stat, &dir, e))?;
-        if !exists {
-            if read_only || !opts.create_if_missing {
-                return Err(Error::io(
-                    IoOp::Open,
-                    &dir,
-                    std::io::Error::from(std::io::ErrorKind::NotFound),
-                ));
-            }
-            storage
-                .create_dir_all(&dir)
-                .map_err(|e| Error::io(IoOp::Create, &dir, e))?;
-        }
-        let mode = if read_only {
-            LockMode::Shared
-        } else {
-            LockMode::Exclusive
-        };
-        let guard = storage
-            .try_lock_dir(&dir, mode)
-            .map_err(|e| Error::io(IoOp::Lock, &dir, e))?;
-        let Some(guard) = guard else {
-            return Err(Error::Locked {
-                pid: storage.read_lock_owner(&dir),
-                dir,
-            });
-        };
-        if !read_only {
-            storage
-                .write_lock_owner(&dir, std::process::id())
-                .map_err(|e| Error::io(IoOp::Lock, &dir, e))?;
-        }
-        let lock = Arc::new(LockHold {
-            _guard: Some(guard),
-        });
+        let (dir, lock) = lock_dir(dir.as_ref(), &opts)?;
+        Wal::open_locked(dir, opts, lock, started)
+    }
 
+    /// Recovers and opens the log in `dir`, whose lock the caller holds.
+    pub(crate) fn open_locked(
+        dir: PathBuf,
+        opts: Options,
+        lock: Arc<LockHold>,
+        started: Instant,
+    ) -> Result<(Wal, RecoveryReport)> {
+        let env = opts.env.clone();
+        let read_only = opts.read_only;
         let out = recovery::scan(&dir, &env, opts.recovery_mode, !read_only)?;
         let mut report = out.report;
         let next_lsn = out.next_lsn;
@@ -367,7 +388,9 @@ impl Wal {
                 .segments
                 .write()
                 .unwrap_or_else(PoisonError::into_inner) = live;
-            if !read_only {
+            if read_only {
+                report.removed_files.extend(out.remove.iter().cloned());
+            } else {
                 shared.remove_files(&out.remove, &mut report)?;
                 shared.adopt_free(out.free);
                 let mut w = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);

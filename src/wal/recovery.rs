@@ -20,8 +20,7 @@ use std::path::{Path, PathBuf};
 use crate::Lsn;
 use crate::error::{CorruptionKind, Error, IoOp, Result};
 use crate::format::{
-    self, FrameKind, HeaderRead, Invalid, PAGE_BYTES, RECORD_HEADER_BYTES, SEGMENT_DATA_OFFSET,
-    SegmentMeta, SlotDamage,
+    self, FrameKind, HeaderRead, Invalid, PAGE_BYTES, SEGMENT_DATA_OFFSET, SegmentMeta, SlotDamage,
 };
 use crate::options::RecoveryMode;
 use crate::sys::{Env, Step, StorageFile};
@@ -175,8 +174,6 @@ struct Beyond {
     proof: bool,
     /// The stop's own file has header-shaped bytes of its epoch past the stop.
     dirty: bool,
-    /// Bytes from the stop to the end of the furthest candidate in the stop's file.
-    high_water: u64,
     /// The first valid frame beyond with an LSN at or above the expected one.
     resume: Option<(usize, usize)>,
     /// The search gave up (pathological input): classify conservatively.
@@ -651,8 +648,6 @@ impl<'a> Scanner<'a> {
                 let len = u64::from(h.len.get());
                 if k == stop.file {
                     b.dirty = true;
-                    let end = (p - stop.rel.min(p)) as u64 + RECORD_HEADER_BYTES + len;
-                    b.high_water = b.high_water.max(end.min(data.len() as u64));
                 }
                 let lsn = h.lsn.get();
                 if lsn < min_lsn || lsn > max_lsn || len > here.len() as u64 {
@@ -706,7 +701,9 @@ impl<'a> Scanner<'a> {
             first_lsn: Lsn(stop.expected),
             dropped_lsns: b.first_lsn.zip(b.last_lsn).map(|(a, z)| (Lsn(a), Lsn(z))),
             records: b.records,
-            bytes: b.high_water.max(1),
+            bytes: f
+                .and_then(|f| f.data().get(stop.rel..))
+                .map_or(0, nonzero_extent),
             reason: if matches!(stop.reason, StopReason::Clean(_)) && b.frames > 0 {
                 DropReason::TornTail
             } else {
@@ -761,6 +758,14 @@ enum Decision {
     End,
     /// Salvage mode: continue the chain at this frame.
     Resume(usize, usize),
+}
+
+/// Bytes from the start of `data` to the end of its last non-zero byte: what a trim
+/// there takes out of the log.
+fn nonzero_extent(data: &[u8]) -> u64 {
+    data.iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i as u64 + 1)
 }
 
 /// Whether every byte of `data` is zero.

@@ -62,7 +62,8 @@ pub struct Dropped {
     pub dropped_lsns: Option<(Lsn, Lsn)>,
     /// How many valid-looking records were dropped with it.
     pub records: u64,
-    /// Bytes from the damage to the end of what was written after it.
+    /// Bytes taken out of the log: from `offset` to the last non-zero byte of the
+    /// file's usable area (the whole file for an incomplete segment).
     pub bytes: u64,
     /// What check failed first.
     pub reason: DropReason,
@@ -98,7 +99,8 @@ pub struct RecoveryReport {
     pub bytes_scanned: u64,
     /// Everything trimmed or dropped, in log order.
     pub dropped: Vec<Dropped>,
-    /// Files removed: leftovers of interrupted steps, dead or trimmed segments.
+    /// Files removed: leftovers of interrupted steps, dead or trimmed segments. For a
+    /// read-only open: the files a writer would remove.
     pub removed_files: Vec<PathBuf>,
     /// The checkpoint recovery starts from (its LSN and file), if any.
     pub checkpoint: Option<(Lsn, PathBuf)>,

@@ -285,7 +285,9 @@ impl Invalid {
     pub(crate) fn is_clean_end(self, recycled: bool) -> bool {
         match self {
             Invalid::Zero | Invalid::Stale => true,
-            Invalid::Foreign => recycled,
+            // Fewer bytes than a header are left at the end of the segment: no frame
+            // was ever written there in this use.
+            Invalid::Foreign | Invalid::TornHeader => recycled,
             _ => false,
         }
     }

@@ -125,6 +125,11 @@ impl Options {
                 "segment_size_bytes = {size}: must be a multiple of {PAGE_BYTES}"
             )));
         }
+        if self.flush_interval.is_some() && !self.env.background {
+            return Err(Error::InvalidOptions(
+                "flush_interval needs the background thread, which this Env turns off".into(),
+            ));
+        }
         if self.checkpoint_generations == 0 {
             return Err(Error::InvalidOptions(
                 "checkpoint_generations must be at least 1".into(),

@@ -15,7 +15,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub use crate::sys::{FailAction, Failpoints, Step};
+pub use crate::sys::{FailAction, Failpoints, PowerCut, Sabotage, SimDisk, Step};
 
 use crate::format;
 

@@ -42,6 +42,8 @@ pub enum Step {
     CheckpointRename,
     /// Removing an old checkpoint.
     CheckpointRemove,
+    /// Reading a segment header during recovery or inspection.
+    SegmentRead,
 }
 
 /// What an armed failpoint does.

@@ -10,6 +10,7 @@ pub(crate) mod fault;
 pub mod limits;
 pub(crate) mod mapping;
 pub(crate) mod real;
+pub(crate) mod sim;
 
 use std::fmt;
 use std::io;
@@ -20,6 +21,7 @@ use crate::error::{Error, IoOp, Result};
 
 pub use fault::{FailAction, Failpoints, Step};
 pub(crate) use mapping::Mapping;
+pub use sim::{PowerCut, SimDisk};
 
 /// Where the engine keeps its files: the real file system (the default) or a test
 /// double. Cheap to clone.
@@ -27,6 +29,22 @@ pub(crate) use mapping::Mapping;
 pub struct Env {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) failpoints: Option<Arc<Failpoints>>,
+    pub(crate) sabotage: Sabotage,
+    /// Run the engine's background threads (segment preparation, prefault, periodic
+    /// flush). Off only for deterministic simulation.
+    pub(crate) background: bool,
+}
+
+/// Deliberate breaches of the engine's durability rules, for proving that the crash
+/// tests would catch an engine that made them. Never set outside such a test.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sabotage {
+    /// Do not sync the directory after renaming a new segment into place: records
+    /// acknowledged in it may vanish with its directory entry at a power cut.
+    pub skip_segment_dir_sync: bool,
+    /// When syncing, flush only the newest segment with unflushed bytes: records in an
+    /// older one are acknowledged without being on disk.
+    pub flush_only_newest_segment: bool,
 }
 
 impl Default for Env {
@@ -34,6 +52,8 @@ impl Default for Env {
         Env {
             storage: Arc::new(real::RealStorage),
             failpoints: None,
+            sabotage: Sabotage::default(),
+            background: true,
         }
     }
 }
@@ -43,6 +63,7 @@ impl fmt::Debug for Env {
         f.debug_struct("Env")
             .field("storage", &self.storage.name())
             .field("failpoints", &self.failpoints.is_some())
+            .field("sabotage", &self.sabotage)
             .finish()
     }
 }
@@ -59,6 +80,21 @@ impl Env {
     /// This environment with `failpoints` added.
     pub fn failpoints(mut self, failpoints: Arc<Failpoints>) -> Env {
         self.failpoints = Some(failpoints);
+        self
+    }
+
+    /// This environment without background threads: segments are prepared when the
+    /// writer needs them, nothing is prefaulted, there is no periodic flush. Every
+    /// storage operation then happens on the caller's thread, in program order, which
+    /// makes a simulation reproducible from its seed.
+    pub fn without_background(mut self) -> Env {
+        self.background = false;
+        self
+    }
+
+    /// This environment with durability rules deliberately broken (tests only).
+    pub fn sabotage(mut self, sabotage: Sabotage) -> Env {
+        self.sabotage = sabotage;
         self
     }
 
@@ -156,6 +192,7 @@ impl Step {
             Step::SegmentRename | Step::CheckpointRename => IoOp::Rename,
             Step::DirSync => IoOp::SyncDir,
             Step::SegmentRemove | Step::CheckpointRemove => IoOp::Remove,
+            Step::SegmentRead => IoOp::Read,
         }
     }
 }

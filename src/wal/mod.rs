@@ -324,6 +324,12 @@ impl Wal {
                 if let Some(e) = ends.get_mut(k) {
                     *e = offset;
                 }
+                // The erase is made durable with the rest, below, and must be whole:
+                // half an erased seal (it may straddle a page) would be damage in a
+                // segment the writer may already have left.
+                env.op(Step::Flush, &f.path, |_| {
+                    f.view.flush(offset + crate::format::RECORD_HEADER_BYTES)
+                })?;
             }
             // Make what recovery returns durable before anything else happens, so that
             // recovering again after a power cut returns the same log.
@@ -370,10 +376,25 @@ impl Wal {
                     // that they can never be read as records, and go on in a new one.
                     shared.seal_segment(&seg, end)?;
                 }
+                if seg.base_lsn() == 0 {
+                    // The header update of its activation was lost; lookups by LSN
+                    // need the base it has in fact.
+                    if let Some(&s) = out.starts.get(k)
+                        && s != 0
+                    {
+                        seg.assume_base(s);
+                    }
+                }
                 if keep_writing {
-                    if seg.base_lsn() == 0 {
+                    if !seg.header_has_base() {
+                        // The header update of its activation was lost: give it the
+                        // LSN its first frame has (or, when empty, the next one).
+                        let base = match out.starts.get(k) {
+                            Some(&s) if s != 0 => s,
+                            _ => next_lsn,
+                        };
                         seg.update_header(&env, Step::SegmentHeaderWrite, |m| {
-                            m.base_lsn = next_lsn;
+                            m.base_lsn = base;
                         })?;
                     }
                     let cursor = seg
@@ -420,7 +441,7 @@ impl Wal {
         report.segments = shared.segment_list().len() as u64;
         report.duration = started.elapsed();
 
-        let maint = if read_only {
+        let maint = if read_only || !env.background {
             Vec::new()
         } else {
             if let Some(seq) = shared.active_seq() {
@@ -1008,6 +1029,8 @@ fn frame_offset(seg: &Segment, lsn: u64) -> Result<u64> {
     let data = seg.published();
     let mut pos = seg.seek(lsn);
     let end = seg.visible_end();
+    // The LSN after the last frame seen (the segment's base before any).
+    let mut next = seg.base_lsn();
     while pos < end {
         if let Some(resume) = seg.hole_at(pos) {
             pos = resume;
@@ -1033,11 +1056,12 @@ fn frame_offset(seg: &Segment, lsn: u64) -> Result<u64> {
             if frame.lsn > lsn {
                 break;
             }
+            next = frame.lsn + frame.count;
         }
         pos += frame.frame_bytes;
     }
     // `lsn` is the next LSN of this segment: the cut is at its end.
-    if pos >= end {
+    if pos >= end && next == lsn {
         return Ok(end);
     }
     Err(Error::NotFound { lsn: Lsn(lsn) })

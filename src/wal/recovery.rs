@@ -81,6 +81,9 @@ pub(crate) struct Outcome {
     pub indexes: Vec<Vec<IndexEntry>>,
     /// Damaged ranges skipped inside each file (salvage mode): `(start, resume)`.
     pub holes: Vec<Vec<(u64, u64)>>,
+    /// The LSN each file's part of the chain starts with (0 when unknown): the base a
+    /// file whose header never got one must be given.
+    pub starts: Vec<u64>,
     pub first_lsn: u64,
     pub next_lsn: u64,
     /// Highest epoch seen in any file, dead ones included.
@@ -289,6 +292,7 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
         ends: Vec::new(),
         indexes: Vec::new(),
         holes: Vec::new(),
+        starts: Vec::new(),
         first_lsn: 1,
         next_lsn: 1,
         max_epoch,
@@ -323,6 +327,7 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
     let mut ends = scanner.ends;
     let indexes = scanner.indexes;
     let holes = scanner.holes;
+    let starts = scanner.starts;
     if let Some(e) = ends.get_mut(end_file) {
         *e = SEGMENT_DATA_OFFSET + end_rel as u64;
     }
@@ -337,6 +342,7 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
     out.ends = ends.into_iter().take(end_file + 1).collect();
     out.indexes = indexes.into_iter().take(end_file + 1).collect();
     out.holes = holes.into_iter().take(end_file + 1).collect();
+    out.starts = starts.into_iter().take(end_file + 1).collect();
     Ok(out)
 }
 
@@ -376,6 +382,8 @@ fn open_segment(
         return Ok(Opened::Incomplete { found: len });
     }
     let mut page = vec![0u8; usize::try_from(PAGE_BYTES).unwrap_or(4096)];
+    // A read error is an error, never taken for the end of the log.
+    env.check(Step::SegmentRead, path)?;
     file.read_at(0, &mut page)
         .map_err(|e| Error::io(IoOp::Read, path, e))?;
     let (meta, slot) = match format::read_header(&page) {
@@ -452,6 +460,7 @@ struct Scanner<'a> {
     ends: Vec<u64>,
     indexes: Vec<Vec<IndexEntry>>,
     holes: Vec<Vec<(u64, u64)>>,
+    starts: Vec<u64>,
     records: u64,
     bytes: u64,
     /// Where the last frame of the chain is a seal: its file and offset.
@@ -466,6 +475,7 @@ impl<'a> Scanner<'a> {
             ends: vec![SEGMENT_DATA_OFFSET; files.len()],
             indexes: vec![Vec::new(); files.len()],
             holes: vec![Vec::new(); files.len()],
+            starts: vec![0; files.len()],
             records: 0,
             bytes: 0,
             last_seal: None,
@@ -501,6 +511,9 @@ impl<'a> Scanner<'a> {
     ) -> Result<(usize, usize, u64, Beyond)> {
         let mut at = (0usize, 0usize);
         let mut expected = first;
+        if let Some(s) = self.starts.first_mut() {
+            *s = first;
+        }
         loop {
             let stop = self.follow(at, &mut expected);
             let beyond = self.beyond(&stop);
@@ -607,6 +620,9 @@ impl<'a> Scanner<'a> {
                     }
                     i += 1;
                     rel = 0;
+                    if let Some(s) = self.starts.get_mut(i) {
+                        *s = *expected;
+                    }
                 }
                 Err(inv) => return stop(StopReason::Damage(Damage::Frame(inv))),
             }
@@ -640,15 +656,14 @@ impl<'a> Scanner<'a> {
                     break;
                 };
                 let advance = 8usize;
-                let candidate = (1..=3).contains(&h.kind) && h.flags == 0 && h.reserved.get() == 0;
-                if !candidate {
-                    p += advance;
-                    continue;
-                }
-                let len = u64::from(h.len.get());
+                // Anything that looks like a header of this epoch past the stop makes
+                // the tail dirty, by the same test `follow` uses to refuse to skip a
+                // segment's tail: it may be what is left of a torn frame, so no new
+                // frame may be put next to it.
                 if k == stop.file {
                     b.dirty = true;
                 }
+                let len = u64::from(h.len.get());
                 let lsn = h.lsn.get();
                 if lsn < min_lsn || lsn > max_lsn || len > here.len() as u64 {
                     p += advance;
@@ -779,16 +794,21 @@ fn all_zero(data: &[u8]) -> bool {
         && rest.iter().all(|&b| b == 0)
 }
 
-/// The first 8-aligned position at or after `from` whose frame header would carry
-/// `epoch` (the cheap filter of the search beyond a stop: zeroed and stale space is
-/// skipped a word at a time).
+/// The first 8-aligned position at or after `from` that may start a frame header of
+/// `epoch`: its fourth word must hold the epoch, a known kind, and zero flags and
+/// reserved bits. Zeroed and stale space is skipped a word at a time. The whole word
+/// is tested, not only the epoch: in a recycled segment the old frames' LSNs and hints
+/// are small numbers like the epochs, and would match on their own. The word never
+/// straddles a sector, so a torn header keeps it whole or loses it whole.
 fn next_epoch_at(data: &[u8], from: usize, epoch: u32) -> Option<usize> {
-    const EPOCH_WORD: usize = 3; // the epoch is the low half of the header's 4th word
+    const EPOCH_WORD: usize = 3; // epoch, kind, flags, reserved: the header's 4th word
     let start = from.next_multiple_of(8);
     let words = data.get(start..)?.chunks_exact(8);
     for (i, w) in words.enumerate().skip(EPOCH_WORD) {
-        let low = w.first_chunk::<4>().map_or(0, |b| u32::from_le_bytes(*b));
-        if low == epoch {
+        let word = w.first_chunk::<8>().map_or(0, |b| u64::from_le_bytes(*b));
+        let low = (word & 0xffff_ffff) as u32;
+        let kind = word >> 32;
+        if low == epoch && (1..=3).contains(&kind) {
             return Some(start + (i - EPOCH_WORD) * 8);
         }
     }

@@ -178,6 +178,17 @@ impl Segment {
         self.base_lsn.load(Ordering::Acquire)
     }
 
+    /// Sets the base LSN known from the frames when the header lacks it (in memory;
+    /// see `header_has_base`).
+    pub(crate) fn assume_base(&self, base: u64) {
+        self.base_lsn.store(base, Ordering::Release);
+    }
+
+    /// Whether the current header carries the base LSN.
+    pub(crate) fn header_has_base(&self) -> bool {
+        self.meta().base_lsn != 0
+    }
+
     pub(crate) fn published_end(&self) -> u64 {
         self.published_end.load(Ordering::Acquire)
     }

@@ -308,7 +308,9 @@ impl Shared {
             let _ = storage.remove_file(&tmp);
             return Err(e);
         }
-        env.op(Step::DirSync, &self.dir, |s| s.sync_dir(&self.dir))?;
+        if !env.sabotage.skip_segment_dir_sync {
+            env.op(Step::DirSync, &self.dir, |s| s.sync_dir(&self.dir))?;
+        }
         let len = usize::try_from(size)
             .map_err(|_| Error::InvalidOptions("segment size does not fit in memory".into()))?;
         let map = env.op(Step::SegmentMap, &path, |_| file.map(len, true))?;

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use common::Rng;
 use mmlog::testing::{Sabotage, SimDisk};
-use mmlog::{Durability, Env, Lsn, Options, RecoveryReport, Wal};
+use mmlog::{Durability, Lsn, Options, RecoveryReport, Wal};
 
 /// Default number of seeds per `cargo test` run; each has several power cuts.
 const SEEDS: u64 = 600;
@@ -403,6 +403,10 @@ fn run(seed: u64, sabotage: Sabotage) -> Result<u64, String> {
         }
     }
     // A final cut, so every workload ends with a check.
+    if trace {
+        eprintln!("  final cut; before:");
+        dump(&sim, &dir);
+    }
     drop(wal);
     let cut = sim.power_cut(rng.next_u64());
     cuts += 1;
@@ -429,10 +433,25 @@ fn dump(sim: &SimDisk, dir: &Path) {
                 &bytes[slot..slot + 64]
                     .iter()
                     .copied()
-                    .chain(std::iter::repeat(0).take(4096))
+                    .chain(std::iter::repeat_n(0, 4096))
                     .collect::<Vec<u8>>(),
             ) {
                 eprintln!("  slot {slot}: {h:?}");
+            }
+        }
+        if let Some(h) = mmlog::testing::read_segment_header(&bytes[..4096]) {
+            let mut w = 4096 + 24;
+            while w + 8 <= bytes.len() {
+                let word = u64::from_le_bytes(bytes[w..w + 8].try_into().unwrap());
+                if (word & 0xffff_ffff) as u32 == h.epoch && (1..=3).contains(&(word >> 32)) {
+                    eprintln!(
+                        "  epoch-{} header word at {} (header at {})",
+                        h.epoch,
+                        w,
+                        w - 24
+                    );
+                }
+                w += 8;
             }
         }
         let mut at = 4096usize;

@@ -396,6 +396,9 @@ impl Wal {
                         seg.update_header(&env, Step::SegmentHeaderWrite, |m| {
                             m.base_lsn = base;
                         })?;
+                        // Durable now: this segment's bytes count as flushed already,
+                        // so no later flush would include its header page.
+                        seg.sync_file(&env, Step::SegmentSync)?;
                     }
                     let cursor = seg
                         .take_cursor(end)
@@ -940,7 +943,7 @@ impl Shared {
         // before `lsn` may go, so everything appended is made durable first.
         self.sync_all()?;
         self.exclusive(|_| {
-            let victims: Vec<Arc<Segment>> = {
+            let (victims, survivor): (Vec<Arc<Segment>>, Option<Arc<Segment>>) = {
                 let list = self.segments.read().unwrap_or_else(PoisonError::into_inner);
                 let mut n = 0;
                 // Segment k may go when the next one starts at or below `lsn`; the
@@ -952,10 +955,16 @@ impl Shared {
                     }
                     n += 1;
                 }
-                list.iter().take(n).cloned().collect()
+                (list.iter().take(n).cloned().collect(), list.get(n).cloned())
             };
             if victims.is_empty() {
                 return Ok(self.first_lsn.load(Ordering::Acquire));
+            }
+            // Once the older segments are gone, the first survivor's header is the
+            // only place its base LSN is written. The sync above covers records, not
+            // the header of a segment that holds none yet: flush it explicitly.
+            if let Some(s) = &survivor {
+                s.flush_published(&self.env)?;
             }
             let count = victims.len() as u64;
             // Oldest first: a crash midway leaves a shorter prefix missing, never a hole.

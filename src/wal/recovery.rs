@@ -175,7 +175,10 @@ struct Beyond {
     last_lsn: Option<u64>,
     /// A valid frame beyond was written after the stop's LSN was durable.
     proof: bool,
-    /// The stop's own file has header-shaped bytes of its epoch past the stop.
+    /// Valid frames found past the stop in the stop's own file.
+    frames_here: u64,
+    /// The stop's own file has something shaped like a header of its epoch past the
+    /// stop (valid or not, or a chance match in a recycled segment's old bytes).
     dirty: bool,
     /// The first valid frame beyond with an LSN at or above the expected one.
     resume: Option<(usize, usize)>,
@@ -310,14 +313,18 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
     let (end_file, end_rel, next, beyond) = scanner.run(first, &mut out.report)?;
     out.report.records_scanned = scanner.records;
     out.report.bytes_scanned = scanner.bytes;
-    let clean = out.report.dropped.is_empty() && beyond.frames == 0 && !beyond.dirty;
+    let clean = out.report.dropped.is_empty() && beyond.frames == 0;
     out.report.clean_shutdown = clean && scanner.last_seal.is_some();
     out.final_seal = if clean { scanner.last_seal } else { None };
-    // The writer continues in the last segment only if nothing but zeroes (or, in a
-    // recycled segment, leftovers of other epochs) lies past the end: new frames must
-    // never end up next to bytes that a later recovery could misread. A cut segment
-    // cannot take appends either: its missing blocks would be holes.
-    out.seal_last = beyond.dirty
+    // The writer continues in the last segment only if nothing shaped like a frame of
+    // its epoch lies past the end (a frame there, valid or torn, could be read as the
+    // next one once new frames reach its position; in doubt, seal) and, in a fresh
+    // segment, nothing but zeroes (anything else would read as damage next to new
+    // frames; a recycled segment holds leftovers of its earlier use, which never
+    // validate). A cut segment cannot take appends either: its missing blocks would be
+    // holes.
+    out.seal_last = beyond.frames_here > 0
+        || beyond.dirty
         || live.get(end_file).is_some_and(|f| {
             f.short
                 || (!f.meta.recycled() && !all_zero(f.data().get(end_rel..).unwrap_or_default()))
@@ -606,10 +613,10 @@ impl<'a> Scanner<'a> {
                     let Some(next) = files.get(i + 1) else {
                         return stop(StopReason::Clean(inv));
                     };
-                    // A segment ends early only when the next frame did not fit: if any
-                    // bytes of its epoch lie past this point, the chain stops here and
-                    // the search beyond decides what they are.
-                    if next_epoch_at(data, rel, f.meta.epoch).is_some() {
+                    // A segment ends early only when the next frame did not fit: if a
+                    // valid frame of its epoch lies past this point, the chain stops
+                    // here and the search beyond decides what it is.
+                    if valid_frame_at_or_after(data, rel, f.meta.epoch, *expected) {
                         return stop(StopReason::Clean(inv));
                     }
                     if next.seq != f.seq + 1 {
@@ -624,7 +631,25 @@ impl<'a> Scanner<'a> {
                         *s = *expected;
                     }
                 }
-                Err(inv) => return stop(StopReason::Damage(Damage::Frame(inv))),
+                Err(inv) => {
+                    // Damage in the part of a segment the writer left behind is not in
+                    // the log when the next segment's header says it starts exactly
+                    // where the chain stands: that base was set at rollover, after
+                    // every frame of this one, so nothing of the chain is lost here.
+                    if let Some(next) = files.get(i + 1)
+                        && next.seq == f.seq + 1
+                        && next.meta.base_lsn == *expected
+                        && !valid_frame_at_or_after(data, rel, f.meta.epoch, *expected)
+                    {
+                        i += 1;
+                        rel = 0;
+                        if let Some(s) = self.starts.get_mut(i) {
+                            *s = *expected;
+                        }
+                        continue;
+                    }
+                    return stop(StopReason::Damage(Damage::Frame(inv)));
+                }
             }
         }
     }
@@ -656,10 +681,6 @@ impl<'a> Scanner<'a> {
                     break;
                 };
                 let advance = 8usize;
-                // Anything that looks like a header of this epoch past the stop makes
-                // the tail dirty, by the same test `follow` uses to refuse to skip a
-                // segment's tail: it may be what is left of a torn frame, so no new
-                // frame may be put next to it.
                 if k == stop.file {
                     b.dirty = true;
                 }
@@ -677,6 +698,9 @@ impl<'a> Scanner<'a> {
                 match format::decode_frame(here, f.meta.epoch, true) {
                     Ok(fr) => {
                         b.frames += 1;
+                        if k == stop.file {
+                            b.frames_here += 1;
+                        }
                         b.records += fr.count;
                         if fr.durable_hint >= stop.expected {
                             b.proof = true;
@@ -702,7 +726,7 @@ impl<'a> Scanner<'a> {
         let f = self.files.get(stop.file);
         let path = f.map(|f| f.path.clone()).unwrap_or_default();
         let offset = SEGMENT_DATA_OFFSET + stop.rel as u64;
-        let anything_beyond = b.frames > 0 || b.dirty;
+        let anything_beyond = b.frames > 0;
         let damage = match stop.reason {
             StopReason::Clean(_) if !anything_beyond => return Ok(Decision::End),
             StopReason::Clean(Invalid::Stale) => Damage::Frame(Invalid::Stale),
@@ -813,6 +837,32 @@ fn next_epoch_at(data: &[u8], from: usize, epoch: u32) -> Option<usize> {
         }
     }
     None
+}
+
+/// Whether a frame of `epoch` with an LSN from `expected - 1` on validates anywhere
+/// in `data` at or after `from` (the unused tail of a segment).
+/// Hostile input that would make this quadratic answers "yes", which hands the
+/// decision to the (bounded) search beyond the stop.
+fn valid_frame_at_or_after(data: &[u8], from: usize, epoch: u32, expected: u64) -> bool {
+    let mut p = from;
+    let mut budget = (data.len() as u64)
+        .saturating_mul(4)
+        .saturating_add(1 << 20);
+    while let Some(at) = next_epoch_at(data, p, epoch) {
+        let here = data.get(at..).unwrap_or_default();
+        let len = format::peek_header(here).map_or(0, |h| u64::from(h.len.get()));
+        if budget < len {
+            return true;
+        }
+        budget -= len;
+        if let Ok(fr) = format::decode_frame(here, epoch, true)
+            && fr.lsn.saturating_add(1) >= expected
+        {
+            return true;
+        }
+        p = at + 8;
+    }
+    false
 }
 
 /// Whether `next` carries on the chain that reached `expected` at the end of the

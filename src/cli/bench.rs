@@ -1,17 +1,87 @@
 //! `mmlog bench`: the default workloads, each next to the machine limit it is compared
 //! with, measured in the same run.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use clap::{Args, ValueEnum};
+use indicatif::ProgressBar;
 use mmlog::{Durability, Lsn, Options, Wal, limits};
 
-use super::out::{Json, table};
+use super::out::{Json, bar, table};
 use super::{CliError, CliResult};
+
+/// The long help of `mmlog bench`: the workloads and the JSON shape.
+pub(crate) const LONG_HELP: &str = "\
+Runs in a fresh temporary directory (removed afterwards) unless --dir is given:
+  append            --records appends of --size bytes, one sync at the end
+  append_4k         --large-mib MiB of 4 KiB appends, one sync at the end
+  durable_append    --durable-records appends, each durable (msync) before it returns
+  recover_scan      reopen the append log and read every record back
+  checkpoint_write  write a --checkpoint-mib MiB checkpoint
+  checkpoint_load   verify and map it, as recovery does
+A workload given 0 (--large-mib 0, --durable-records 0, --checkpoint-mib 0) is skipped.
+--threads N spreads the three append workloads over N threads sharing one log (the
+durable appends then share their syncs: group commit). --durability sync makes every
+append of the first two workloads durable too. Each workload is measured next to the
+machine's limit for the same work in the same run: ratio = limit time / mmlog time
+(1.00 = as fast as the machine allows; above 1, group commit beat one msync each).
+
+JSON (--json): one object per workload, one per line, keys always present, in order:
+  {\"workload\": str, \"records\": int, \"record_bytes\": int, \"threads\": int,
+   \"durability\": \"none\"|\"sync\", \"seconds\": float, \"records_per_sec\": float,
+   \"mb_per_sec\": float, \"p50_us\": float|null, \"p99_us\": float|null,
+   \"limit\": str, \"limit_seconds\": float|null, \"limit_ratio\": float|null}
+
+Examples:
+  mmlog bench
+  mmlog bench --threads 4 --durability sync --records 20000 --json";
+
+/// Durability of the bulk appends, as `--durability` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BenchDurability {
+    /// Appends return once in the mapping; one sync at the end.
+    None,
+    /// Every append is durable (msync) before it returns.
+    Sync,
+}
+
+impl BenchDurability {
+    fn engine(self) -> Durability {
+        match self {
+            BenchDurability::None => Durability::None,
+            BenchDurability::Sync => Durability::Sync,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            BenchDurability::None => "none",
+            BenchDurability::Sync => "sync",
+        }
+    }
+}
+
+/// A byte count with an optional binary suffix: `65536`, `64K`, `64KiB`, `64M`, `1G`.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits_end);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (try 65536, 64KiB or 64MiB)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("unknown unit in {s:?} (use K, M or G)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
 
 /// Arguments of `mmlog bench`.
 #[derive(Debug, Args)]
@@ -31,13 +101,20 @@ pub(crate) struct BenchArgs {
     /// Durable appends in the durable workload.
     #[arg(long, default_value_t = 2_000)]
     durable_records: u64,
-    /// Segment size in bytes.
-    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    /// Threads appending to one log in the append workloads.
+    #[arg(long, default_value_t = 1)]
+    threads: u32,
+    /// Durability of each append in the append and append_4k workloads.
+    #[arg(long, value_enum, default_value_t = BenchDurability::None)]
+    durability: BenchDurability,
+    /// Segment size: bytes, or with a K/M/G suffix (a multiple of 4 KiB, 16 KiB to
+    /// 1 GiB).
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
     segment_size: u64,
     /// Directory to run in (default: a fresh temporary directory, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Print one JSON object per workload instead of a table.
+    /// Print one JSON object per workload instead of a table (shape in --help).
     #[arg(long)]
     json: bool,
 }
@@ -49,6 +126,7 @@ struct Row {
     records: u64,
     record_bytes: u64,
     threads: u32,
+    durability: &'static str,
     seconds: f64,
     p50_us: Option<f64>,
     p99_us: Option<f64>,
@@ -73,6 +151,7 @@ impl Row {
             .u64("records", self.records)
             .u64("record_bytes", self.record_bytes)
             .u64("threads", u64::from(self.threads))
+            .str("durability", self.durability)
             .f64("seconds", Some(self.seconds))
             .f64("records_per_sec", Some(self.records_per_sec()))
             .f64("mb_per_sec", Some(self.mb_per_sec()))
@@ -91,17 +170,9 @@ struct Progress {
 
 impl Progress {
     fn new(total: u64) -> Progress {
-        let bar = if io::stderr().is_terminal() {
-            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg:<28} [{bar:30}] {percent:>3}% {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        Progress { bar }
+        Progress {
+            bar: bar(total, "bench"),
+        }
     }
     fn stage(&self, msg: &'static str) {
         self.bar.set_message(msg);
@@ -113,16 +184,54 @@ impl Progress {
 
 pub(crate) fn run(args: &BenchArgs) -> CliResult<ExitCode> {
     if args.size == 0 || args.records == 0 {
-        return Err(CliError::new("--records and --size must be above zero"));
+        return Err(CliError::usage(
+            "--records and --size must be above zero",
+            "give positive numbers",
+        ));
+    }
+    if args.threads == 0 {
+        return Err(CliError::usage(
+            "--threads must be at least 1",
+            "give the number of appending threads",
+        ));
+    }
+    let base = Options {
+        segment_size_bytes: args.segment_size,
+        durability: Durability::None,
+        ..Options::default()
+    };
+    if let Err(e) = base.validate() {
+        return Err(CliError::usage(
+            format!("--segment-size {}: {e}", args.segment_size),
+            format!(
+                "give a multiple of 4 KiB between {} and {}, e.g. 64MiB",
+                mmlog::MIN_SEGMENT_BYTES,
+                mmlog::MAX_SEGMENT_BYTES
+            ),
+        ));
+    }
+    if args.size as u64 > base.max_payload_bytes() {
+        return Err(CliError::usage(
+            format!(
+                "--size {} does not fit in a segment of {} bytes (at most {})",
+                args.size,
+                args.segment_size,
+                base.max_payload_bytes()
+            ),
+            "use smaller records or a larger --segment-size",
+        ));
     }
     let temp;
     let dir: &Path = match &args.dir {
         Some(d) => {
-            std::fs::create_dir_all(d)?;
+            std::fs::create_dir_all(d).map_err(|e| CliError::io("create", d, &e))?;
             d
         }
         None => {
-            temp = tempfile::Builder::new().prefix("mmlog-bench-").tempdir()?;
+            temp = tempfile::Builder::new()
+                .prefix("mmlog-bench-")
+                .tempdir()
+                .map_err(|e| CliError::io("create", &std::env::temp_dir(), &e))?;
             temp.path()
         }
     };
@@ -135,12 +244,10 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult<ExitCode> {
         + 2 * args.records
         + 4 * args.checkpoint_mib;
     let progress = Progress::new(total);
-    let base = Options {
-        segment_size_bytes: args.segment_size,
-        durability: Durability::None,
-        ..Options::default()
+    let shape = Shape {
+        threads: args.threads,
+        durability: args.durability,
     };
-    base.validate()?;
     let mut rows = Vec::new();
 
     // 1. Bulk appends, one sync at the end.
@@ -149,6 +256,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult<ExitCode> {
     let row = bulk(
         &bulk_dir,
         &base,
+        shape,
         "append",
         args.records,
         args.size,
@@ -156,44 +264,52 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult<ExitCode> {
     )?;
     rows.push(row);
     // 2. Large records.
-    progress.stage("append (4 KiB)");
-    let large_dir = dir.join("large");
-    let row = bulk(
-        &large_dir,
-        &base,
-        "append_4k",
-        large_records,
-        4096,
-        &progress,
-    )?;
-    rows.push(row);
-    remove(&large_dir);
-    // 3. Durable appends, one thread.
-    progress.stage("durable append");
-    rows.push(durable(
-        &dir.join("durable"),
-        &base,
-        args.durable_records,
-        args.size,
-        &progress,
-    )?);
-    remove(&dir.join("durable"));
+    if large_records > 0 {
+        progress.stage("append (4 KiB)");
+        let large_dir = dir.join("large");
+        let row = bulk(
+            &large_dir,
+            &base,
+            shape,
+            "append_4k",
+            large_records,
+            4096,
+            &progress,
+        )?;
+        rows.push(row);
+        remove(&large_dir);
+    }
+    // 3. Durable appends.
+    if args.durable_records > 0 {
+        progress.stage("durable append");
+        rows.push(durable(
+            &dir.join("durable"),
+            &base,
+            args.threads,
+            args.durable_records,
+            args.size,
+            &progress,
+        )?);
+        remove(&dir.join("durable"));
+    }
     // 4. Reopen and scan the bulk log.
     progress.stage("recover + scan");
     rows.push(recover(&bulk_dir, &base, args.size, &progress)?);
     remove(&bulk_dir);
     // 5. A checkpoint written and loaded.
-    progress.stage("checkpoint");
-    rows.extend(checkpoint(
-        &dir.join("checkpoint"),
-        &base,
-        args.checkpoint_mib,
-        &progress,
-    )?);
-    remove(&dir.join("checkpoint"));
+    if args.checkpoint_mib > 0 {
+        progress.stage("checkpoint");
+        rows.extend(checkpoint(
+            &dir.join("checkpoint"),
+            &base,
+            args.checkpoint_mib,
+            &progress,
+        )?);
+        remove(&dir.join("checkpoint"));
+    }
     progress.bar.finish_and_clear();
 
-    let mut stdout = io::stdout().lock();
+    let mut stdout = io::BufWriter::new(io::stdout().lock());
     if args.json {
         for r in &rows {
             writeln!(stdout, "{}", r.json())?;
@@ -201,6 +317,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult<ExitCode> {
     } else {
         print_table(&mut stdout, &rows)?;
     }
+    stdout.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -208,46 +325,105 @@ fn remove(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// How the append workloads run.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    threads: u32,
+    durability: BenchDurability,
+}
+
+/// How many of `records` thread `t` of `threads` appends.
+fn share(records: u64, threads: u32, t: u32) -> u64 {
+    let n = u64::from(threads.max(1));
+    records / n + u64::from(u64::from(t) < records % n)
+}
+
+/// Runs `work(t)` for each thread `t` of `threads` (inline for one thread) and collects
+/// the results in thread order.
+fn on_threads<T: Send>(
+    threads: u32,
+    work: impl Fn(u32) -> CliResult<T> + Sync,
+) -> CliResult<Vec<T>> {
+    if threads <= 1 {
+        return Ok(vec![work(0)?]);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let work = &work;
+                s.spawn(move || work(t))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| CliError::bug("an append thread panicked"))?
+            })
+            .collect()
+    })
+}
+
 fn bulk(
     dir: &Path,
     base: &Options,
+    shape: Shape,
     name: &'static str,
     records: u64,
     size: usize,
     progress: &Progress,
 ) -> CliResult<Row> {
     let payload = vec![0x42u8; size];
+    let durability = shape.durability.engine();
     let (wal, _) = Wal::open(dir, base.clone())?;
     let started = Instant::now();
     let step = 1 << 16;
-    for i in 0..records {
-        wal.append(&payload)?;
-        if i % step == step - 1 {
-            progress.inc(step);
+    on_threads(shape.threads, |t| {
+        let n = share(records, shape.threads, t);
+        for i in 0..n {
+            wal.append_with(&payload, durability)?;
+            if i % step == step - 1 {
+                progress.inc(step);
+            }
         }
-    }
+        progress.inc(n % step);
+        Ok(())
+    })?;
     wal.sync()?;
     let seconds = started.elapsed().as_secs_f64();
-    progress.inc(records % step);
     wal.close()?;
-    let limit = limits::memcpy_msync(dir, size, records)?;
+    let (limit, limit_seconds) = match shape.durability {
+        BenchDurability::None => (
+            "memcpy+msync",
+            limits::memcpy_msync(dir, size, records)?.as_secs_f64(),
+        ),
+        BenchDurability::Sync => (
+            "msync of one page",
+            limits::msync_page(dir, size, records)?
+                .iter()
+                .map(Duration::as_secs_f64)
+                .sum(),
+        ),
+    };
     progress.inc(records);
     Ok(Row {
         workload: name,
         records,
         record_bytes: size as u64,
-        threads: 1,
+        threads: shape.threads,
+        durability: shape.durability.name(),
         seconds,
         p50_us: None,
         p99_us: None,
-        limit: "memcpy+msync",
-        limit_seconds: Some(limit.as_secs_f64()),
+        limit,
+        limit_seconds: Some(limit_seconds),
     })
 }
 
 fn durable(
     dir: &Path,
     base: &Options,
+    threads: u32,
     records: u64,
     size: usize,
     progress: &Progress,
@@ -258,16 +434,27 @@ fn durable(
         ..base.clone()
     };
     let (wal, _) = Wal::open(dir, opts)?;
-    let mut lat = Vec::with_capacity(usize::try_from(records).unwrap_or(0));
+    let all = Mutex::new(Vec::with_capacity(usize::try_from(records).unwrap_or(0)));
     let started = Instant::now();
-    for _ in 0..records {
-        let t = Instant::now();
-        wal.append(&payload)?;
-        lat.push(t.elapsed());
-        progress.inc(1);
-    }
+    on_threads(threads, |t| {
+        let n = share(records, threads, t);
+        let mut lat = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+        for _ in 0..n {
+            let at = Instant::now();
+            wal.append(&payload)?;
+            lat.push(at.elapsed());
+            progress.inc(1);
+        }
+        all.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(lat);
+        Ok(())
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     wal.close()?;
+    let mut lat = all
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let limit = limits::msync_page(dir, size, records)?;
     progress.inc(records);
     let limit_seconds: f64 = limit.iter().map(Duration::as_secs_f64).sum();
@@ -275,7 +462,8 @@ fn durable(
         workload: "durable_append",
         records,
         record_bytes: size as u64,
-        threads: 1,
+        threads,
+        durability: "sync",
         seconds,
         p50_us: percentile_us(&mut lat, 50),
         p99_us: percentile_us(&mut lat, 99),
@@ -297,7 +485,7 @@ fn recover(dir: &Path, base: &Options, size: usize, progress: &Progress) -> CliR
     let seconds = started.elapsed().as_secs_f64();
     progress.inc(records);
     if records != report.record_count() || bytes != records * size as u64 {
-        return Err(CliError::new(format!(
+        return Err(CliError::bug(format!(
             "recovery returned {records} records ({bytes} bytes), expected {}",
             report.record_count()
         )));
@@ -306,7 +494,7 @@ fn recover(dir: &Path, base: &Options, size: usize, progress: &Progress) -> CliR
     let (limit, frames) = limits::crc_scan(dir)?;
     progress.inc(records);
     if frames < records {
-        return Err(CliError::new(
+        return Err(CliError::bug(
             "the limit scan saw fewer frames than recovery",
         ));
     }
@@ -315,6 +503,7 @@ fn recover(dir: &Path, base: &Options, size: usize, progress: &Progress) -> CliR
         records,
         record_bytes: size as u64,
         threads: 1,
+        durability: "none",
         seconds,
         p50_us: None,
         p99_us: None,
@@ -353,7 +542,7 @@ fn checkpoint(dir: &Path, base: &Options, mib: u64, progress: &Progress) -> CliR
     let load_seconds = started.elapsed().as_secs_f64();
     progress.inc(mib);
     if files.len() != 1 || files.iter().any(|f| f.problem.is_some()) {
-        return Err(CliError::new(format!(
+        return Err(CliError::bug(format!(
             "checkpoint did not verify: {files:?}"
         )));
     }
@@ -367,6 +556,7 @@ fn checkpoint(dir: &Path, base: &Options, mib: u64, progress: &Progress) -> CliR
         records: 1,
         record_bytes: len,
         threads: 1,
+        durability: "sync",
         seconds,
         p50_us: None,
         p99_us: None,
@@ -438,6 +628,57 @@ fn print_table(out: &mut dyn Write, rows: &[Row]) -> io::Result<()> {
     table(out, &header, &cells)?;
     writeln!(
         out,
-        "\nratio = limit time / mmlog time for the same work (1.00 = as fast as the machine allows)."
-    )
+        "(ratio = limit time / mmlog time for the same work; 1.00 = as fast as the machine allows)"
+    )?;
+    writeln!(out, "{}", summary(rows))
+}
+
+/// One line: the headline number of each workload.
+fn summary(rows: &[Row]) -> String {
+    let find = |w: &str| rows.iter().find(|r| r.workload == w);
+    let mut parts = Vec::new();
+    if let Some(r) = find("append") {
+        parts.push(format!(
+            "{} appends/s ({} B, {} thread(s), durability {}{})",
+            rate(r.records_per_sec()),
+            r.record_bytes,
+            r.threads,
+            r.durability,
+            r.limit_ratio()
+                .map(|x| format!(", {x:.2} of {}", r.limit))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(r) = find("append_4k") {
+        parts.push(format!("4 KiB appends {:.0} MB/s", r.mb_per_sec()));
+    }
+    if let Some(r) = find("durable_append") {
+        parts.push(format!(
+            "durable {}/s, p99 {}",
+            rate(r.records_per_sec()),
+            r.p99_us.map_or("-".into(), |p| format!("{p:.0} µs"))
+        ));
+    }
+    if let Some(r) = find("recover_scan") {
+        parts.push(format!("recovery {} records/s", rate(r.records_per_sec())));
+    }
+    if let (Some(w), Some(l)) = (find("checkpoint_write"), find("checkpoint_load")) {
+        parts.push(format!(
+            "checkpoint write {:.0} MB/s, load {:.0} MB/s",
+            w.mb_per_sec(),
+            l.mb_per_sec()
+        ));
+    }
+    format!("summary: {}", parts.join("; "))
+}
+
+/// `1.52M`, `12.3k`, `850`.
+fn rate(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e4 {
+        format!("{:.1}k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
 }

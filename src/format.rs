@@ -35,6 +35,9 @@ pub(crate) const MAGIC: [u8; 8] = *b"MMLOG\0\x01\x00";
 pub(crate) const FILE_KIND_SEGMENT: u16 = 1;
 /// Segment header flag: the file was recycled.
 pub(crate) const SEGMENT_RECYCLED: u32 = 1;
+/// Segment header flag: the log starts here; every earlier segment is dead (written
+/// by `Wal::reset`).
+pub(crate) const SEGMENT_RESET: u32 = 2;
 
 /// Seed of every checksum, so that all-zero bytes never validate.
 const CRC_SEED: u32 = 0x6d6d_6c67;
@@ -67,7 +70,9 @@ pub(crate) struct SegmentHeader {
     /// Byte offset where valid frames end when sealed; 0 otherwise.
     pub sealed_end: U64,
     /// Bit 0 ([`SEGMENT_RECYCLED`]): the file held frames of an earlier epoch, so
-    /// bytes past the end of the log may be leftovers rather than damage. Other bits 0.
+    /// bytes past the end of the log may be leftovers rather than damage. Bit 1
+    /// ([`SEGMENT_RESET`]): the log starts here, every earlier segment is dead. Other
+    /// bits 0.
     pub flags: U32,
     /// Masked CRC32C of the 60 bytes before it.
     pub crc: U32,
@@ -495,6 +500,11 @@ impl SegmentMeta {
         self.flags & SEGMENT_RECYCLED != 0
     }
 
+    /// The log starts here: every earlier segment is dead.
+    pub(crate) fn resets(&self) -> bool {
+        self.flags & SEGMENT_RESET != 0
+    }
+
     /// Encodes the slot, checksum included, after checking the fields.
     pub(crate) fn encode(&self) -> [u8; 64] {
         debug_assert!(self.check().is_ok(), "writing an invalid header: {self:?}");
@@ -604,7 +614,7 @@ pub(crate) fn decode_slot(bytes: &[u8]) -> Slot {
     if h.kind.get() != FILE_KIND_SEGMENT {
         return Slot::Damaged(SlotDamage::Field("not a segment"));
     }
-    if h.flags.get() & !SEGMENT_RECYCLED != 0 {
+    if h.flags.get() & !(SEGMENT_RECYCLED | SEGMENT_RESET) != 0 {
         return Slot::Damaged(SlotDamage::Field("unknown flags"));
     }
     let meta = SegmentMeta {
@@ -778,6 +788,98 @@ impl CheckpointMeta {
     pub(crate) fn file_bytes(&self) -> Option<u64> {
         CHECKPOINT_DATA_OFFSET.checked_add(self.payload_bytes)
     }
+}
+
+/// `kind` field of a metadata slot.
+pub(crate) const FILE_KIND_META: u16 = 3;
+/// Bytes of each metadata slot; the META file holds two.
+pub(crate) const META_SLOT_BYTES: usize = 4096;
+/// Bytes of a metadata slot header; the payload follows.
+const META_HEADER_BYTES: usize = 32;
+/// The largest metadata payload.
+pub(crate) const META_MAX_PAYLOAD: usize = META_SLOT_BYTES - META_HEADER_BYTES;
+
+/// Encodes a metadata slot: magic, version, kind, generation, payload length, masked
+/// CRC32C of bytes 0..24 and the payload, zero, then the payload.
+pub(crate) fn encode_meta_slot(generation: u32, payload: &[u8]) -> Option<Vec<u8>> {
+    if payload.len() > META_MAX_PAYLOAD {
+        return None;
+    }
+    let mut slot = vec![0u8; META_SLOT_BYTES];
+    let head = slot.get_mut(..META_HEADER_BYTES)?;
+    head.get_mut(0..8)?.copy_from_slice(&MAGIC);
+    head.get_mut(8..10)?
+        .copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    head.get_mut(10..12)?
+        .copy_from_slice(&FILE_KIND_META.to_le_bytes());
+    head.get_mut(12..16)?
+        .copy_from_slice(&generation.to_le_bytes());
+    head.get_mut(16..20)?
+        .copy_from_slice(&u32::try_from(payload.len()).ok()?.to_le_bytes());
+    let crc = checksum(&[head.get(..24)?, payload]);
+    head.get_mut(24..28)?.copy_from_slice(&crc.to_le_bytes());
+    slot.get_mut(META_HEADER_BYTES..META_HEADER_BYTES + payload.len())?
+        .copy_from_slice(payload);
+    Some(slot)
+}
+
+/// Decodes a metadata slot: `(generation, payload)` when it is valid.
+pub(crate) fn decode_meta_slot(slot: &[u8]) -> Option<(u32, &[u8])> {
+    let head = slot.get(..META_HEADER_BYTES)?;
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(head.get(at..at + 4)?.try_into().ok()?))
+    };
+    if head.get(0..8)? != MAGIC {
+        return None;
+    }
+    let version = u16::from_le_bytes(head.get(8..10)?.try_into().ok()?);
+    let kind = u16::from_le_bytes(head.get(10..12)?.try_into().ok()?);
+    if version != FORMAT_VERSION || kind != FILE_KIND_META || word(28)? != 0 {
+        return None;
+    }
+    let len = usize::try_from(word(16)?).ok()?;
+    if len > META_MAX_PAYLOAD {
+        return None;
+    }
+    let payload = slot.get(META_HEADER_BYTES..META_HEADER_BYTES.checked_add(len)?)?;
+    if checksum(&[head.get(..24)?, payload]) != word(24)? {
+        return None;
+    }
+    Some((word(12)?, payload))
+}
+
+/// Serialises a map of small named values: count, then (key length u16, key, value
+/// length u32, value) for each.
+pub(crate) fn encode_meta_map(
+    map: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&u32::try_from(map.len()).ok()?.to_le_bytes());
+    for (k, v) in map {
+        out.extend_from_slice(&u16::try_from(k.len()).ok()?.to_le_bytes());
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(&u32::try_from(v.len()).ok()?.to_le_bytes());
+        out.extend_from_slice(v);
+    }
+    Some(out)
+}
+
+/// The inverse of [`encode_meta_map`]; `None` when the bytes do not add up.
+pub(crate) fn decode_meta_map(mut b: &[u8]) -> Option<std::collections::BTreeMap<String, Vec<u8>>> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = b.split_at_checked(n)?;
+        *b = rest;
+        Some(head)
+    }
+    let count = u32::from_le_bytes(take(&mut b, 4)?.try_into().ok()?);
+    let mut map = std::collections::BTreeMap::new();
+    for _ in 0..count {
+        let klen = usize::from(u16::from_le_bytes(take(&mut b, 2)?.try_into().ok()?));
+        let key = String::from_utf8(take(&mut b, klen)?.to_vec()).ok()?;
+        let vlen = usize::try_from(u32::from_le_bytes(take(&mut b, 4)?.try_into().ok()?)).ok()?;
+        map.insert(key, take(&mut b, vlen)?.to_vec());
+    }
+    b.is_empty().then_some(map)
 }
 
 #[cfg(test)]
@@ -960,6 +1062,25 @@ mod tests {
             CheckpointMeta::decode(&[0u8; 64]),
             Err(CheckpointHeaderError::Magic)
         );
+    }
+
+    #[test]
+    fn meta_slots_and_maps_round_trip_and_check() {
+        let mut map = std::collections::BTreeMap::new();
+        map.insert("vote".to_string(), vec![1, 2, 3]);
+        map.insert("empty".to_string(), Vec::new());
+        let payload = encode_meta_map(&map).unwrap();
+        assert_eq!(decode_meta_map(&payload).unwrap(), map);
+        assert!(decode_meta_map(&payload[..payload.len() - 1]).is_none());
+        let slot = encode_meta_slot(7, &payload).unwrap();
+        assert_eq!(decode_meta_slot(&slot), Some((7, payload.as_slice())));
+        for i in 0..32 + payload.len() {
+            let mut bad = slot.clone();
+            bad[i] ^= 4;
+            assert!(decode_meta_slot(&bad).is_none(), "byte {i}");
+        }
+        assert!(decode_meta_slot(&[0u8; 4096]).is_none());
+        assert!(encode_meta_slot(1, &[0u8; META_MAX_PAYLOAD + 1]).is_none());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod ckpt;
 mod maint;
+mod meta;
 pub(crate) mod reader;
 pub(crate) mod recovery;
 mod recycle;
@@ -20,7 +21,7 @@ use std::time::Instant;
 
 use crate::Lsn;
 use crate::error::{Error, IoOp, Result};
-use crate::format::{SEGMENT_DATA_OFFSET, SegmentMeta};
+use crate::format::{SEGMENT_DATA_OFFSET, SEGMENT_RESET, SegmentMeta};
 use crate::options::{Durability, Options};
 use crate::sys::{Env, LockMode, Step};
 
@@ -183,6 +184,8 @@ pub(crate) struct Shared {
     checkpoints: Mutex<ckpt::CheckpointState>,
     /// Retired segment files kept for reuse.
     free: Mutex<Vec<PathBuf>>,
+    /// Small named values kept beside the log.
+    meta: meta::Meta,
 }
 
 /// The writer's position; guarded by `Shared::writer`.
@@ -293,6 +296,7 @@ impl Wal {
             opened_at_lsn: next_lsn - 1,
             checkpoints: Mutex::new(ckpt::CheckpointState::default()),
             free: Mutex::new(Vec::new()),
+            meta: meta::Meta::load(&env, &dir, !read_only)?,
             opts,
         });
 
@@ -550,6 +554,42 @@ impl Wal {
     /// them or none. The next append gets `lsn + 1`. `lsn` may not fall inside a batch.
     pub fn truncate_after(&self, lsn: Lsn) -> Result<()> {
         self.shared.truncate_after(lsn.0)
+    }
+
+    /// The metadata value stored under `key`, if any.
+    pub fn meta(&self, key: &str) -> Option<Vec<u8>> {
+        self.shared.meta.get(key)
+    }
+
+    /// Every metadata value.
+    pub fn meta_all(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        self.shared.meta.all()
+    }
+
+    /// Stores `value` under `key` (small values: all of them together must fit in
+    /// about 4 KiB), durably: a crash after this returns keeps it, a crash during it
+    /// keeps the previous value. For a Raft node's vote, a configuration epoch, and the
+    /// like. Independent of the records: it does not order against appends.
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.shared.check_open()?;
+        self.shared.meta.set(&self.shared.env, key, Some(value))
+    }
+
+    /// Removes `key` from the metadata, durably.
+    pub fn remove_meta(&self, key: &str) -> Result<()> {
+        self.shared.check_open()?;
+        self.shared.meta.set(&self.shared.env, key, None)
+    }
+
+    /// Drops every record, crash-atomically, and continues the log at `next`: the next
+    /// append gets `next`, and `first_lsn()` is `next`. For a replica that installs a
+    /// snapshot from elsewhere (a Raft follower): the records it held are replaced by
+    /// whatever follows the snapshot. A crash leaves either the old log or the empty
+    /// one. Refused while the directory holds checkpoints (they would no longer
+    /// connect to the log). `next` below the current next LSN reuses LSNs: only do that
+    /// when nothing outside the log remembers the old ones.
+    pub fn reset(&self, next: Lsn) -> Result<()> {
+        self.shared.reset(next.0)
     }
 
     /// Removes the segments whose records all lie below `lsn` (segment granularity:
@@ -925,6 +965,96 @@ impl Shared {
         let seq = w.active.as_ref().map(|(s, _)| s.seq);
         drop(w);
         // Waiters for truncated LSNs give up.
+        let g = self
+            .notify_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.notify_cv.notify_all();
+        drop(g);
+        if let Some(seq) = seq {
+            self.maint.request(seq + 1);
+        }
+        Ok(())
+    }
+
+    fn reset(&self, next: u64) -> Result<()> {
+        self.check_open()?;
+        self.check_poison()?;
+        if next == 0 || next == u64::MAX {
+            return Err(Error::InvalidArgument(format!(
+                "cannot reset the log to LSN {next}"
+            )));
+        }
+        let (listed, _) = crate::checkpoint::list(&self.env, &self.dir)?;
+        if !listed.is_empty() {
+            return Err(Error::InvalidArgument(
+                "reset would leave checkpoints that no longer connect to the log".into(),
+            ));
+        }
+        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if w.closed {
+            return Err(Error::Closed);
+        }
+        self.drain_in_flight(&w);
+        let stale = self.maint.discard();
+        self.exclusive(|durable| {
+            let old: Vec<Arc<Segment>> = std::mem::take(
+                &mut *self
+                    .segments
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            let last_seq = old
+                .iter()
+                .chain(stale.iter())
+                .map(|s| s.seq)
+                .max()
+                .unwrap_or(0);
+            // The atomic step: once this segment (flagged: the log starts here) is
+            // durable and in place, every older segment is dead for recovery.
+            let fresh = match self.prepare_segment_flagged(last_seq + 1, Some(next), SEGMENT_RESET)
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    *self
+                        .segments
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner) = old;
+                    return Err(e);
+                }
+            };
+            let cursor = fresh
+                .take_cursor(SEGMENT_DATA_OFFSET)
+                .ok_or_else(|| Error::InvalidArgument("new segment in use (bug)".into()))?;
+            w.active = None;
+            w.next_lsn = next;
+            self.reserved_hint.store(next - 1, Ordering::SeqCst);
+            self.appended.store(next - 1, Ordering::SeqCst);
+            *durable = next - 1;
+            self.first_lsn.store(next, Ordering::Release);
+            self.install_active(&mut w, fresh, cursor);
+            // Clean-up: the old segments are dead already; a failure here leaves files
+            // the next recovery removes.
+            let count = old.len() as u64;
+            for seg in old {
+                self.retire(seg)?;
+            }
+            if let Some(s) = stale {
+                let path = s.path.clone();
+                drop(s);
+                let _ = self
+                    .env
+                    .op(Step::SegmentRemove, &path, |st| st.remove_file(&path));
+            }
+            self.env
+                .op(Step::DirSync, &self.dir, |s| s.sync_dir(&self.dir))?;
+            self.stats
+                .segments_removed
+                .fetch_add(count, Ordering::Relaxed);
+            Ok(())
+        })?;
+        let seq = w.active.as_ref().map(|(s, _)| s.seq);
+        drop(w);
         let g = self
             .notify_lock
             .lock()

@@ -277,6 +277,12 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
         .unwrap_or(0)
         .max(free_epoch);
 
+    // A reset segment starts the log: every segment before the last one is dead.
+    if let Some(start) = files.iter().rposition(|f| f.meta.resets()) {
+        let rest = files.split_off(start);
+        remove.extend(files.iter().map(|f| f.path.clone()));
+        files = rest;
+    }
     // Segments older than a seal placed in an earlier segment are dead: they were
     // written before a truncation or a trimmed tail.
     let mut live = Vec::with_capacity(files.len());

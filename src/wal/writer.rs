@@ -263,6 +263,16 @@ impl Shared {
     /// carries the first LSN (new logs and truncations); otherwise it is set when the
     /// segment becomes active.
     pub(crate) fn prepare_segment(&self, seq: u64, base: Option<u64>) -> Result<Arc<Segment>> {
+        self.prepare_segment_flagged(seq, base, 0)
+    }
+
+    /// [`Shared::prepare_segment`] with header `flags` (`SEGMENT_RESET`).
+    pub(crate) fn prepare_segment_flagged(
+        &self,
+        seq: u64,
+        base: Option<u64>,
+        flags: u32,
+    ) -> Result<Arc<Segment>> {
         let env = &self.env;
         let storage = env.storage.as_ref();
         let tmp = self.dir.join(segment_tmp_name(seq));
@@ -277,11 +287,11 @@ impl Shared {
             epoch,
             seal_epoch: 0,
             sealed_end: 0,
-            flags: 0,
+            flags,
         };
         let _ = storage.remove_file(&tmp);
         let recycled = SegmentMeta {
-            flags: SEGMENT_RECYCLED,
+            flags: flags | SEGMENT_RECYCLED,
             ..meta
         };
         let (file, meta) = match self.reuse_free(&tmp, &recycled) {

@@ -405,6 +405,22 @@ impl SimDisk {
         Ok(())
     }
 
+    /// Creates (or replaces) a file with these bytes, durable as if synced with its
+    /// directory: for building a directory to open, byte for byte (fuzzing, fixtures).
+    pub fn write_file(&self, path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
+        let path = path.as_ref();
+        let mut g = self.lock();
+        if let Some(dir) = path.parent() {
+            for a in dir.ancestors() {
+                g.dirs.insert(a.to_path_buf());
+            }
+        }
+        let file = SimFile::new(bytes.to_vec(), bytes.len());
+        g.names.insert(path.to_path_buf(), Arc::clone(&file));
+        g.durable_names.insert(path.to_path_buf(), file);
+        Ok(())
+    }
+
     /// Names of the files in `dir`, sorted.
     pub fn list(&self, dir: impl AsRef<Path>) -> Vec<String> {
         let dir = dir.as_ref();

@@ -106,3 +106,43 @@ pub fn segment_headers(dir: impl AsRef<Path>) -> Result<Vec<SegmentHeaderInfo>> 
     }
     Ok(out)
 }
+
+/// Every checkpoint file in `dir`, newest first, each verified in full (header, size
+/// against the header before mapping, payload checksum), without opening the log: for
+/// a log that cannot be opened. Takes a shared lock (refused with
+/// [`Error::Locked`](crate::Error::Locked) while a writer has the log open).
+pub fn checkpoint_files(dir: impl AsRef<Path>) -> Result<Vec<crate::CheckpointFileInfo>> {
+    let dir = dir.as_ref();
+    let env = Env::default();
+    let guard = env
+        .storage
+        .try_lock_dir(dir, LockMode::Shared)
+        .map_err(|e| Error::io(IoOp::Lock, dir, e))?;
+    let Some(guard) = guard else {
+        return Err(Error::Locked {
+            dir: dir.to_path_buf(),
+            pid: env.storage.read_lock_owner(dir),
+        });
+    };
+    let lock = std::sync::Arc::new(crate::wal::segment::LockHold {
+        _guard: Some(guard),
+    });
+    let (listed, _) = crate::checkpoint::list(&env, dir)?;
+    Ok(listed
+        .into_iter()
+        .map(|l| {
+            let file_bytes = env
+                .storage
+                .open_file(&l.path, false)
+                .and_then(|f| f.len())
+                .unwrap_or(0);
+            let problem = crate::checkpoint::load(&env, &l, &lock).err();
+            crate::CheckpointFileInfo {
+                lsn: Lsn(l.lsn),
+                path: l.path,
+                file_bytes,
+                problem,
+            }
+        })
+        .collect())
+}

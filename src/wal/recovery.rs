@@ -319,8 +319,10 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
     let (end_file, end_rel, next, beyond) = scanner.run(first, &mut out.report)?;
     out.report.records_scanned = scanner.records;
     out.report.bytes_scanned = scanner.bytes;
+    // Clean: the chain ends with the seal of a close and nothing valid follows it (damage
+    // salvaged earlier in the log does not change how it was shut down).
+    out.report.clean_shutdown = scanner.last_seal.is_some() && beyond.frames == 0;
     let clean = out.report.dropped.is_empty() && beyond.frames == 0;
-    out.report.clean_shutdown = clean && scanner.last_seal.is_some();
     out.final_seal = if clean { scanner.last_seal } else { None };
     // The writer continues in the last segment only if nothing shaped like a frame of
     // its epoch lies past the end (a frame there, valid or torn, could be read as the
@@ -782,6 +784,16 @@ impl<'a> Scanner<'a> {
                         || matches!(stop.reason, StopReason::Damage(Damage::LsnGap(found)) if found > stop.expected) =>
                 {
                     let mut d = dropped(false);
+                    // The skipped range: to the frame reading resumes at (or to the end
+                    // of the stop's segment when it resumes in a later one).
+                    d.bytes = if file == stop.file {
+                        rel.saturating_sub(stop.rel) as u64
+                    } else {
+                        self.files
+                            .get(stop.file)
+                            .and_then(|f| f.data().get(stop.rel..))
+                            .map_or(0, nonzero_extent)
+                    };
                     if let Some(fr) = self.frame_at(file, rel) {
                         d.dropped_lsns =
                             (fr.lsn > stop.expected).then(|| (Lsn(stop.expected), Lsn(fr.lsn - 1)));

@@ -74,10 +74,21 @@ pub fn repair(
     };
     opts.validate()?;
     let backup_dir = backup_dir.as_ref().to_path_buf();
-    let (dir, lock) = lock_dir(dir.as_ref(), &opts)?;
+    // A dry run writes nothing, not even the lock owner's pid: a shared lock is
+    // enough to keep writers out while it looks.
+    let lock_opts = Options {
+        read_only: dry_run,
+        ..opts.clone()
+    };
+    let (dir, lock) = lock_dir(dir.as_ref(), &lock_opts)?;
     let found = recovery::scan(&dir, &opts.env, mode, false)?;
     let mut report = found.report;
     report.removed_files.extend(found.remove.iter().cloned());
+    report.first_lsn = crate::Lsn(found.first_lsn);
+    report.next_lsn = crate::Lsn(found.next_lsn);
+    report.last_lsn = crate::Lsn(found.next_lsn.saturating_sub(1));
+    report.segments = found.files.len() as u64;
+    report.duration = started.elapsed();
     drop(found.files);
 
     let mut backups = Vec::new();

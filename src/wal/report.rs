@@ -58,12 +58,15 @@ pub struct Dropped {
     pub offset: u64,
     /// First LSN lost (the LSN the log would have continued with).
     pub first_lsn: Lsn,
-    /// LSNs of valid-looking records found past the damage and dropped with it, if any.
+    /// LSNs lost with it, when known: in salvage mode the gap up to where reading
+    /// resumed; otherwise the valid-looking records found past the damage and dropped
+    /// with it.
     pub dropped_lsns: Option<(Lsn, Lsn)>,
-    /// How many valid-looking records were dropped with it.
+    /// How many records were lost with it (as `dropped_lsns`).
     pub records: u64,
     /// Bytes taken out of the log: from `offset` to the last non-zero byte of the
-    /// file's usable area (the whole file for an incomplete segment).
+    /// file's usable area (the whole file for an incomplete segment; in salvage mode,
+    /// to where reading resumed).
     pub bytes: u64,
     /// What check failed first.
     pub reason: DropReason,

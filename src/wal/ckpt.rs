@@ -29,17 +29,6 @@ impl Shared {
     /// longer starts at LSN 1, the state cannot be rebuilt: `Corrupt`.
     pub(crate) fn load_checkpoints(&self, report: &mut RecoveryReport) -> Result<()> {
         let (listed, tmp) = checkpoint::list(&self.env, &self.dir)?;
-        if !self.read_only {
-            for path in tmp {
-                if self
-                    .env
-                    .op(Step::CheckpointRemove, &path, |s| s.remove_file(&path))
-                    .is_ok()
-                {
-                    report.removed_files.push(path);
-                }
-            }
-        }
         let first = self.first_lsn.load(Ordering::Acquire);
         let last = self.appended();
         let lock = self.lock_hold()?;
@@ -80,6 +69,18 @@ impl Shared {
                 0,
                 CorruptionKind::NoUsableCheckpoint,
             ));
+        }
+        // Only once the open is known to succeed: a refused open changes nothing.
+        if !self.read_only {
+            for path in tmp {
+                if self
+                    .env
+                    .op(Step::CheckpointRemove, &path, |s| s.remove_file(&path))
+                    .is_ok()
+                {
+                    report.removed_files.push(path);
+                }
+            }
         }
         *self
             .checkpoints

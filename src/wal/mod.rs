@@ -300,6 +300,10 @@ impl Wal {
             opts,
         });
 
+        // Checkpoints first: an open that must be refused (no usable checkpoint for a
+        // purged log) is refused before it changes anything.
+        shared.load_checkpoints(&mut report)?;
+
         let files = out.files;
         if files.is_empty() {
             if !read_only {
@@ -352,7 +356,10 @@ impl Wal {
                 let index = indexes.next().unwrap_or_default();
                 let holes = holes.next().unwrap_or_default();
                 let last = k + 1 == count;
-                let keep_writing = last && !read_only && !out.seal_last;
+                // A sealed segment never takes another frame: past its seal everything
+                // is dead (a crash between sealing it and installing the next segment
+                // leaves it last).
+                let keep_writing = last && !read_only && !out.seal_last && f.meta.seal_epoch == 0;
                 let (map, meta) = if keep_writing {
                     drop(f.view);
                     let len = usize::try_from(f.meta.segment_bytes).map_err(|_| {
@@ -420,7 +427,17 @@ impl Wal {
                 report.removed_files.extend(out.remove.iter().cloned());
             } else {
                 shared.remove_files(&out.remove, &mut report)?;
-                shared.adopt_free(out.free);
+                let mut free = out.free;
+                for (path, seq) in out.unused {
+                    let to = dir.join(recycle::free_file_name(seq));
+                    if env
+                        .op(Step::SegmentRemove, &path, |s| s.rename(&path, &to))
+                        .is_ok()
+                    {
+                        free.push(to);
+                    }
+                }
+                shared.adopt_free(free);
                 let mut w = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
                 match active {
                     Some((seg, cursor)) => {
@@ -439,7 +456,6 @@ impl Wal {
                 }
             }
         }
-        shared.load_checkpoints(&mut report)?;
         drop(lock);
 
         report.first_lsn = Lsn(first_lsn);

@@ -174,6 +174,10 @@ pub(crate) trait StorageFile: Send + Sync {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Makes the file's data and size durable (`fdatasync`).
     fn sync_data(&self) -> io::Result<()>;
+    /// An offset past which the file holds no data (every byte reads as zero): the
+    /// end of its last written or cached extent. Preallocated but never written
+    /// space counts as a hole. The file length when the file system cannot tell.
+    fn data_end(&self) -> io::Result<u64>;
     /// Starts writing back `[offset, offset + len)` without waiting (a hint: nothing
     /// becomes durable because of it; it only lets the disk work while appends go on).
     fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()>;

@@ -211,6 +211,32 @@ impl StorageFile for RealFile {
         self.file.sync_data()
     }
 
+    fn data_end(&self) -> io::Result<u64> {
+        use rustix::fs::SeekFrom;
+        let len = self.file.metadata()?.len();
+        // Walk data extents with SEEK_DATA/SEEK_HOLE; unwritten (fallocated) extents
+        // without cached pages are holes. Any error: assume data everywhere.
+        let mut end = 0u64;
+        let mut at = 0u64;
+        while at < len {
+            let data = match rustix::fs::seek(&self.file, SeekFrom::Data(at)) {
+                Ok(d) => d,
+                Err(e) if e == rustix::io::Errno::NXIO => break,
+                Err(_) => return Ok(len),
+            };
+            let hole = match rustix::fs::seek(&self.file, SeekFrom::Hole(data)) {
+                Ok(h) => h,
+                Err(_) => return Ok(len),
+            };
+            if hole <= data {
+                return Ok(len);
+            }
+            end = hole.min(len);
+            at = hole;
+        }
+        Ok(end)
+    }
+
     fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         let (Ok(off), Ok(n)) = (

@@ -236,6 +236,14 @@ impl StorageFile for SimHandle {
         self.file.persist(0, self.file.len)
     }
 
+    fn data_end(&self) -> io::Result<u64> {
+        // The end of the last page holding a non-zero byte: what a file system that
+        // tracks written extents per page would report.
+        let current = self.file.current();
+        let last = current.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        Ok(last.next_multiple_of(PAGE).min(self.file.len) as u64)
+    }
+
     fn start_writeback(&self, _offset: u64, _len: u64) -> io::Result<()> {
         Ok(())
     }

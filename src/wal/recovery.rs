@@ -59,13 +59,21 @@ pub(crate) struct ScanFile {
     pub short: bool,
     /// Bytes mapped.
     pub view_len: u64,
+    /// Past this offset the file holds only zeroes (no data extent).
+    pub written_end: u64,
 }
 
 impl ScanFile {
-    /// The area that may hold live frames, relative to `SEGMENT_DATA_OFFSET`.
+    /// The area that may hold live frames, relative to `SEGMENT_DATA_OFFSET`. Past the
+    /// file's last data extent every byte is zero, so the area stops there: recovery
+    /// never reads (and so never faults in) the unwritten, preallocated rest.
     fn data(&self) -> &[u8] {
         let data = self.view.data();
-        let limit = self.meta.data_end().saturating_sub(SEGMENT_DATA_OFFSET);
+        let limit = self
+            .meta
+            .data_end()
+            .min(self.written_end)
+            .saturating_sub(SEGMENT_DATA_OFFSET);
         let limit = usize::try_from(limit).unwrap_or(usize::MAX).min(data.len());
         data.get(..limit).unwrap_or_default()
     }
@@ -95,6 +103,9 @@ pub(crate) struct Outcome {
     pub remove: Vec<PathBuf>,
     /// Retired segment files kept for reuse.
     pub free: Vec<PathBuf>,
+    /// A prepared, never used segment past the end: `(path, seq)`, to be kept as a
+    /// free file.
+    pub unused: Vec<(PathBuf, u64)>,
     /// The seal of a clean close, when it is the last frame: (file, offset). A writer
     /// erases it, so that a crash of the new session is not taken for a clean close.
     pub final_seal: Option<(usize, u64)>,
@@ -308,6 +319,7 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
         seal_last: false,
         remove,
         free,
+        unused: Vec::new(),
         final_seal: None,
         report,
     };
@@ -346,10 +358,14 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
     if let Some(e) = ends.get_mut(end_file) {
         *e = SEGMENT_DATA_OFFSET + end_rel as u64;
     }
-    // Files past the end hold nothing that survives.
+    // Files past the end hold nothing that survives. A prepared segment that was never
+    // used is kept for reuse (as a free file) instead.
+    let trailing = live.len().saturating_sub(end_file + 1);
     for (k, f) in live.into_iter().enumerate() {
         if k <= end_file {
             out.files.push(f);
+        } else if trailing == 1 && is_unused(&f) && !f.short {
+            out.unused.push((f.path.clone(), f.seq));
         } else {
             out.remove.push(f.path.clone());
         }
@@ -457,6 +473,7 @@ fn open_segment(
         .map_err(|e| Error::io(IoOp::Map, path, e))?;
     let view = Frozen::new(map)
         .ok_or_else(|| Error::InvalidArgument("expected a read-only mapping".into()))?;
+    let written_end = file.data_end().unwrap_or(len).max(SEGMENT_DATA_OFFSET);
     Ok(Opened::File(ScanFile {
         path: path.to_path_buf(),
         seq,
@@ -466,6 +483,7 @@ fn open_segment(
         view,
         short,
         view_len: len,
+        written_end,
     }))
 }
 
@@ -631,6 +649,12 @@ impl<'a> Scanner<'a> {
                         return stop(StopReason::Damage(Damage::MissingSegment(f.seq + 1)));
                     }
                     if !continues(next, *expected) {
+                        return stop(StopReason::Clean(inv));
+                    }
+                    // The last segment was prepared ahead but never used (no base, no
+                    // frame): the log ends here, and the writer continues in this
+                    // segment rather than leave the rest of it unused.
+                    if i + 2 == files.len() && is_unused(next) {
                         return stop(StopReason::Clean(inv));
                     }
                     i += 1;
@@ -881,6 +905,14 @@ fn valid_frame_at_or_after(data: &[u8], from: usize, epoch: u32, expected: u64) 
         p = at + 8;
     }
     false
+}
+
+/// A segment prepared ahead and never used: no base LSN, and nothing in it of its
+/// epoch.
+fn is_unused(f: &ScanFile) -> bool {
+    f.meta.base_lsn == 0
+        && f.meta.seal_epoch == 0
+        && next_epoch_at(f.data(), 0, f.meta.epoch).is_none()
 }
 
 /// Whether `next` carries on the chain that reached `expected` at the end of the

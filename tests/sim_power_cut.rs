@@ -30,7 +30,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::Rng;
-use mmlog::testing::{Sabotage, SimDisk};
+use std::sync::Arc;
+
+use mmlog::testing::{FailAction, Failpoints, Sabotage, SimDisk, Step};
 use mmlog::{Durability, Lsn, Options, RecoveryReport, Wal};
 
 /// Default number of seeds per `cargo test` run; each has several power cuts.
@@ -102,6 +104,36 @@ fn opts(sim: &SimDisk, sabotage: Sabotage) -> Options {
         prefault: false,
         env: sim.env().without_background().sabotage(sabotage),
         ..Options::default()
+    }
+}
+
+/// The persistence steps a failure is injected at, to stop an open or a truncation
+/// half-way.
+const STEPS: [Step; 9] = [
+    Step::SegmentCreate,
+    Step::SegmentHeaderWrite,
+    Step::SegmentSync,
+    Step::SegmentRename,
+    Step::SegmentSeal,
+    Step::SegmentRemove,
+    Step::DirSync,
+    Step::Flush,
+    Step::SegmentMap,
+];
+
+/// Options whose storage fails once at a random persistence step (after a random
+/// number of hits of it).
+fn failing_opts(sim: &SimDisk, sabotage: Sabotage, rng: &mut Rng) -> Options {
+    let fp = Arc::new(Failpoints::new());
+    let step = STEPS[rng.below(STEPS.len() as u64) as usize];
+    fp.arm_once(step, rng.below(3), FailAction::Errno(5));
+    Options {
+        env: sim
+            .env()
+            .without_background()
+            .sabotage(sabotage)
+            .failpoints(fp),
+        ..opts(sim, sabotage)
     }
 }
 
@@ -309,6 +341,41 @@ fn run(seed: u64, sabotage: Sabotage) -> Result<u64, String> {
                     if trace {
                         eprintln!("  truncate_after({t})");
                     }
+                    if rng.chance(15) {
+                        // A truncation stopped half-way by an I/O error, then a power
+                        // cut: the log is the old one or the truncated one.
+                        drop(wal);
+                        let fp = Arc::new(Failpoints::new());
+                        let step = STEPS[rng.below(STEPS.len() as u64) as usize];
+                        let mut o = opts(&sim, sabotage);
+                        o.env = o.env.failpoints(Arc::clone(&fp));
+                        let (w, _) = Wal::open(&dir, o)
+                            .map_err(|e| format!("{}: reopen: {e}", at("truncate")))?;
+                        model.acked = model.last();
+                        fp.arm_once(step, rng.below(3), FailAction::Errno(5));
+                        let done = w.truncate_after(Lsn(t)).is_ok();
+                        if trace {
+                            eprintln!(
+                                "  truncate_after({t}) with a failure at {step:?}: ok {done}"
+                            );
+                        }
+                        drop(w);
+                        sim.power_cut(rng.next_u64());
+                        cuts += 1;
+                        if done {
+                            model.truncate_after(t);
+                        } else {
+                            // Either state may survive: the records after `t` are no
+                            // longer promised, but if they are there they are intact.
+                            model.acked = model.acked.min(t);
+                        }
+                        let (w, r) = Wal::open(&dir, opts(&sim, sabotage))
+                            .map_err(|e| format!("{}: recovery: {e}", at("truncate")))?;
+                        check_after_cut(&w, &r, &mut model)
+                            .map_err(|e| format!("{}: {e}\n{r}", at("interrupted truncate")))?;
+                        wal = w;
+                        continue;
+                    }
                     wal.truncate_after(Lsn(t))
                         .map_err(|e| format!("{}: {e}", at("truncate")))?;
                     model.truncate_after(t);
@@ -371,6 +438,17 @@ fn run(seed: u64, sabotage: Sabotage) -> Result<u64, String> {
                     dump(&sim, &dir);
                 }
                 cuts += 1;
+                // Sometimes the first recovery is itself stopped half-way by an I/O
+                // error, then the power is cut again: nothing it did may cost a record.
+                if rng.chance(30) {
+                    let interrupted = Wal::open(&dir, failing_opts(&sim, sabotage, &mut rng));
+                    if trace {
+                        eprintln!("  interrupted recovery: {:?}", interrupted.as_ref().err());
+                    }
+                    drop(interrupted);
+                    sim.power_cut(rng.next_u64());
+                    cuts += 1;
+                }
                 let (w, r) = Wal::open(&dir, opts(&sim, sabotage)).map_err(|e| {
                     format!("{}: recovery failed after {cut:?}: {e}", at("power cut"))
                 })?;

@@ -319,7 +319,7 @@ pub(crate) fn decode_frame(
             Err(Invalid::TornHeader)
         };
     };
-    if h.as_bytes().iter().all(|&b| b == 0) {
+    if is_zero_header(&h) {
         return Err(Invalid::Zero);
     }
     if h.epoch.get() != epoch {
@@ -389,6 +389,13 @@ pub(crate) fn decode_frame(
         body,
         frame_bytes,
     })
+}
+
+/// Whether all 32 bytes of the header are zero.
+fn is_zero_header(h: &RecordHeader) -> bool {
+    h.as_bytes().chunks_exact(8).fold(0u64, |acc, w| {
+        acc | w.first_chunk::<8>().map_or(1, |b| u64::from_ne_bytes(*b))
+    }) == 0
 }
 
 /// Whether the frame at the front of `data` (header `h`) has a valid checksum as it

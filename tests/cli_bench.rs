@@ -116,14 +116,27 @@ fn the_table_ends_with_a_summary_and_durable_appends_can_be_chosen() {
         "{}",
         run.stdout
     );
-    let names: Vec<&str> = lines[1..4]
+    // Without --threads, the durable workload runs with 1, 4 and 16 threads.
+    let rows: Vec<(&str, &str)> = lines[1..6]
         .iter()
-        .map(|l| l.split_whitespace().next().unwrap())
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next().unwrap();
+            let threads = f.nth(2).unwrap();
+            (name, threads)
+        })
         .collect();
     assert_eq!(
-        names,
-        ["append", "durable_append", "recover_scan"],
-        "skipped workloads are absent"
+        rows,
+        [
+            ("append", "1"),
+            ("durable_append", "1"),
+            ("durable_append", "4"),
+            ("durable_append", "16"),
+            ("recover_scan", "1")
+        ],
+        "skipped workloads are absent:\n{}",
+        run.stdout
     );
     let summary = lines.last().unwrap();
     assert!(summary.starts_with("summary: "), "{summary}");

@@ -101,9 +101,10 @@ pub(crate) struct BenchArgs {
     /// Durable appends in the durable workload.
     #[arg(long, default_value_t = 2_000)]
     durable_records: u64,
-    /// Threads appending to one log in the append workloads.
-    #[arg(long, default_value_t = 1)]
-    threads: u32,
+    /// Threads appending to one log in the append workloads. Without it, the bulk
+    /// workloads use one thread and the durable workload runs with 1, 4 and 16.
+    #[arg(long)]
+    threads: Option<u32>,
     /// Durability of each append in the append and append_4k workloads.
     #[arg(long, value_enum, default_value_t = BenchDurability::None)]
     durability: BenchDurability,
@@ -189,7 +190,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult<ExitCode> {
             "give positive numbers",
         ));
     }
-    if args.threads == 0 {
+    if args.threads == Some(0) {
         return Err(CliError::usage(
             "--threads must be at least 1",
             "give the number of appending threads",
@@ -240,13 +241,18 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult<ExitCode> {
     // per MiB of checkpoint written, loaded, and measured for the limits.
     let total = 2 * args.records
         + 2 * large_records
-        + 2 * args.durable_records
+        + 2 * args.durable_records * durable_threads_count(args.threads)
         + 2 * args.records
         + 4 * args.checkpoint_mib;
     let progress = Progress::new(total);
     let shape = Shape {
-        threads: args.threads,
+        threads: args.threads.unwrap_or(1),
         durability: args.durability,
+    };
+    // Durable appends show group commit when several threads wait at once.
+    let durable_threads: Vec<u32> = match args.threads {
+        Some(n) => vec![n],
+        None => vec![1, 4, 16],
     };
     let mut rows = Vec::new();
 
@@ -282,15 +288,17 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult<ExitCode> {
     // 3. Durable appends.
     if args.durable_records > 0 {
         progress.stage("durable append");
-        rows.push(durable(
-            &dir.join("durable"),
-            &base,
-            args.threads,
-            args.durable_records,
-            args.size,
-            &progress,
-        )?);
-        remove(&dir.join("durable"));
+        for &threads in &durable_threads {
+            rows.push(durable(
+                &dir.join("durable"),
+                &base,
+                threads,
+                args.durable_records,
+                args.size,
+                &progress,
+            )?);
+            remove(&dir.join("durable"));
+        }
     }
     // 4. Reopen and scan the bulk log.
     progress.stage("recover + scan");
@@ -319,6 +327,11 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult<ExitCode> {
     }
     stdout.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How many durable workloads run: one with `--threads`, three without.
+fn durable_threads_count(threads: Option<u32>) -> u64 {
+    if threads.is_some() { 1 } else { 3 }
 }
 
 fn remove(dir: &Path) {
@@ -475,13 +488,12 @@ fn durable(
 fn recover(dir: &Path, base: &Options, size: usize, progress: &Progress) -> CliResult<Row> {
     let started = Instant::now();
     let (wal, report) = Wal::open(dir, base.clone())?;
-    let mut records = 0u64;
     let mut bytes = 0u64;
-    for r in wal.iter_from(Lsn(0))? {
-        let r = r?;
-        bytes += r.len() as u64;
-        records += 1;
-    }
+    // What a server does after opening: read every record back (borrowed).
+    let records = wal.for_each_from(Lsn(0), |_, payload| {
+        bytes += payload.len() as u64;
+        true
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     progress.inc(records);
     if records != report.record_count() || bytes != records * size as u64 {

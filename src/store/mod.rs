@@ -139,20 +139,25 @@ impl<S: StateMachine> Store<S> {
         };
         let salvage = opts.wal.recovery_mode == RecoveryMode::SkipCorrupted;
         let mut expected = from;
-        for r in wal.iter_from(Lsn(from))? {
-            let r = r?;
-            if r.lsn().0 != expected && !salvage {
-                return Err(Error::corrupt(
-                    wal.dir(),
-                    0,
-                    CorruptionKind::LsnGap {
-                        expected: Lsn(expected),
-                        found: r.lsn(),
-                    },
-                ));
+        let mut gap = None;
+        wal.for_each_from(Lsn(from), |lsn, payload| {
+            if lsn.0 != expected && !salvage {
+                gap = Some(lsn);
+                return false;
             }
-            state.apply(r.lsn(), r.payload());
-            expected = r.lsn().0 + 1;
+            state.apply(lsn, payload);
+            expected = lsn.0 + 1;
+            true
+        })?;
+        if let Some(found) = gap {
+            return Err(Error::corrupt(
+                wal.dir(),
+                0,
+                CorruptionKind::LsnGap {
+                    expected: Lsn(expected),
+                    found,
+                },
+            ));
         }
         Ok((
             Store {

@@ -547,6 +547,15 @@ impl Wal {
         Ok(Iter::new(&self.shared, from.0))
     }
 
+    /// Calls `f` with the LSN and payload (borrowed from the mapping) of each record
+    /// from `from` on, until the records run out or `f` returns false. The fastest way
+    /// to read a log: no `Record` (and no reference count) per record. Returns how many
+    /// records `f` saw.
+    pub fn for_each_from(&self, from: Lsn, f: impl FnMut(Lsn, &[u8]) -> bool) -> Result<u64> {
+        self.shared.check_readable()?;
+        Iter::new(&self.shared, from.0).visit(f)
+    }
+
     /// The record with LSN `lsn`.
     pub fn read(&self, lsn: Lsn) -> Result<Record> {
         self.shared.check_readable()?;

@@ -164,22 +164,15 @@ impl Iter {
         self.done = false;
     }
 
-    fn corrupt(
-        &mut self,
-        seg: &Segment,
-        offset: u64,
-        kind: CorruptionKind,
-    ) -> Option<Result<Record>> {
-        self.done = true;
-        Some(Err(Error::corrupt(&seg.path, offset, kind)))
-    }
-
-    fn next_record(&mut self) -> Option<Result<Record>> {
+    /// The next record as `(LSN, payload offset and length in the current segment's
+    /// published bytes)`. Borrows the segment list instead of cloning an `Arc` per
+    /// record; the caller turns it into a [`Record`] or hands out the bytes.
+    fn next_raw(&mut self) -> Option<Result<(u64, usize, usize)>> {
         loop {
             if self.done || self.next > self.last {
                 return None;
             }
-            let seg = Arc::clone(self.segs.get(self.seg)?);
+            let seg = self.segs.get(self.seg)?;
             let data = seg.published();
             if let Some(b) = self.batch.as_mut() {
                 if b.left == 0 {
@@ -199,12 +192,7 @@ impl Iter {
                     continue;
                 }
                 self.next = lsn + 1;
-                return Some(Ok(Record {
-                    lsn: Lsn(lsn),
-                    seg,
-                    start,
-                    len,
-                }));
+                return Some(Ok((lsn, start, len)));
             }
             if let Some(resume) = seg.hole_at(self.pos) {
                 self.pos = resume;
@@ -225,11 +213,11 @@ impl Iter {
             }
             let rel = usize::try_from(self.pos - SEGMENT_DATA_OFFSET).ok()?;
             let limit = usize::try_from(end - SEGMENT_DATA_OFFSET).ok()?;
-            let Some(here) = data.get(rel..limit) else {
-                let offset = self.pos;
-                return self.corrupt(&seg, offset, CorruptionKind::BadLength);
-            };
-            let frame = match format::decode_frame(here, seg.epoch, self.verify) {
+            let decoded = data
+                .get(rel..limit)
+                .ok_or(Invalid::BadLength)
+                .and_then(|here| format::decode_frame(here, seg.epoch, self.verify));
+            let frame = match decoded {
                 Ok(f) => f,
                 Err(inv) => {
                     let kind = match inv {
@@ -239,8 +227,8 @@ impl Iter {
                         Invalid::Zero => CorruptionKind::Hole,
                         _ => CorruptionKind::BadLength,
                     };
-                    let offset = self.pos;
-                    return self.corrupt(&seg, offset, kind);
+                    self.done = true;
+                    return Some(Err(Error::corrupt(&seg.path, self.pos, kind)));
                 }
             };
             let frame_end = self.pos + frame.frame_bytes;
@@ -255,13 +243,7 @@ impl Iter {
                         continue;
                     }
                     self.next = frame.lsn + 1;
-                    let len = frame.body.len();
-                    return Some(Ok(Record {
-                        lsn: Lsn(frame.lsn),
-                        seg,
-                        start: body_at,
-                        len,
-                    }));
+                    return Some(Ok((frame.lsn, body_at, frame.body.len())));
                 }
                 FrameKind::Batch => {
                     if frame.lsn + frame.count <= self.next {
@@ -279,13 +261,40 @@ impl Iter {
             }
         }
     }
+
+    /// Calls `f` with each record's LSN and payload, borrowed from the mapping, until
+    /// the records run out or `f` returns false; returns how many it was called with.
+    pub(crate) fn visit(&mut self, mut f: impl FnMut(Lsn, &[u8]) -> bool) -> Result<u64> {
+        let mut n = 0u64;
+        while let Some(raw) = self.next_raw() {
+            let (lsn, start, len) = raw?;
+            let payload = self
+                .segs
+                .get(self.seg)
+                .and_then(|s| s.published().get(start..start.saturating_add(len)))
+                .unwrap_or_default();
+            n += 1;
+            if !f(Lsn(lsn), payload) {
+                break;
+            }
+        }
+        Ok(n)
+    }
 }
 
 impl Iterator for Iter {
     type Item = Result<Record>;
 
     fn next(&mut self) -> Option<Result<Record>> {
-        self.next_record()
+        match self.next_raw()? {
+            Ok((lsn, start, len)) => Some(Ok(Record {
+                lsn: Lsn(lsn),
+                seg: Arc::clone(self.segs.get(self.seg)?),
+                start,
+                len,
+            })),
+            Err(e) => Some(Err(e)),
+        }
     }
 }
 

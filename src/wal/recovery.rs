@@ -639,6 +639,12 @@ impl<'a> Scanner<'a> {
                     let Some(next) = files.get(i + 1) else {
                         return stop(StopReason::Clean(inv));
                     };
+                    // The last segment was prepared ahead but never used (no base, no
+                    // frame): the log ends here, and the writer continues in this
+                    // segment rather than leave the rest of it unused.
+                    if i + 2 == files.len() && is_unused(next) {
+                        return stop(StopReason::Clean(inv));
+                    }
                     // A segment ends early only when the next frame did not fit: if a
                     // valid frame of its epoch lies past this point, the chain stops
                     // here and the search beyond decides what it is.
@@ -649,12 +655,6 @@ impl<'a> Scanner<'a> {
                         return stop(StopReason::Damage(Damage::MissingSegment(f.seq + 1)));
                     }
                     if !continues(next, *expected) {
-                        return stop(StopReason::Clean(inv));
-                    }
-                    // The last segment was prepared ahead but never used (no base, no
-                    // frame): the log ends here, and the writer continues in this
-                    // segment rather than leave the rest of it unused.
-                    if i + 2 == files.len() && is_unused(next) {
                         return stop(StopReason::Clean(inv));
                     }
                     i += 1;
@@ -701,6 +701,9 @@ impl<'a> Scanner<'a> {
         // Bound the checksum work on hostile input.
         let mut budget = total.saturating_mul(4).saturating_add(1 << 20);
         for (k, f) in self.files.iter().enumerate().skip(stop.file) {
+            if k > stop.file && is_unused(f) {
+                continue;
+            }
             let data = f.data();
             let mut p = if k == stop.file { stop.rel } else { 0 };
             p = p.next_multiple_of(8);
@@ -909,10 +912,14 @@ fn valid_frame_at_or_after(data: &[u8], from: usize, epoch: u32, expected: u64) 
 
 /// A segment prepared ahead and never used: no base LSN, and nothing in it of its
 /// epoch.
+///
+/// A used segment gets its first frame at the start of its data area, and preparing a
+/// segment (fresh or recycled) leaves that first page zero; so a segment with no base
+/// whose first data page is still zero was never written. (Not scanning the rest
+/// matters: a recycled segment is full of its earlier use's bytes.)
 fn is_unused(f: &ScanFile) -> bool {
-    f.meta.base_lsn == 0
-        && f.meta.seal_epoch == 0
-        && next_epoch_at(f.data(), 0, f.meta.epoch).is_none()
+    let first_page = f.data().get(..usize::try_from(PAGE_BYTES).unwrap_or(4096));
+    f.meta.base_lsn == 0 && f.meta.seal_epoch == 0 && first_page.is_none_or(all_zero)
 }
 
 /// Whether `next` carries on the chain that reached `expected` at the end of the

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError};
 
 use crate::error::{Error, IoOp, Result};
-use crate::format::{HEADER_SLOT_OFFSETS, SegmentMeta};
+use crate::format::{HEADER_SLOT_OFFSETS, SEGMENT_DATA_OFFSET, SegmentMeta};
 use crate::sys::{Step, StorageFile};
 use crate::wal::Shared;
 use crate::wal::segment::Segment;
@@ -82,6 +82,10 @@ impl Shared {
             self.env.check(Step::SegmentHeaderWrite, tmp)?;
             let second = HEADER_SLOT_OFFSETS.get(1).copied().unwrap_or(512) as u64;
             file.write_at(second, &[0u8; 64])
+                .map_err(|e| Error::io(IoOp::Write, tmp, e))?;
+            // The first data page starts zeroed, as in a fresh file: recovery tells an
+            // unused prepared segment by it, without reading the old bytes after it.
+            file.write_at(SEGMENT_DATA_OFFSET, &[0u8; 4096])
                 .map_err(|e| Error::io(IoOp::Write, tmp, e))?;
             file.write_at(0, &meta.encode())
                 .map_err(|e| Error::io(IoOp::Write, tmp, e))?;

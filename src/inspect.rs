@@ -110,7 +110,7 @@ pub fn segment_headers(dir: impl AsRef<Path>) -> Result<Vec<SegmentHeaderInfo>> 
 /// Every checkpoint file in `dir`, newest first, each verified in full (header, size
 /// against the header before mapping, payload checksum), without opening the log: for
 /// a log that cannot be opened. Takes a shared lock (refused with
-/// [`Error::Locked`](crate::Error::Locked) while a writer has the log open).
+/// [`Error::Locked`] while a writer has the log open).
 pub fn checkpoint_files(dir: impl AsRef<Path>) -> Result<Vec<crate::CheckpointFileInfo>> {
     let dir = dir.as_ref();
     let env = Env::default();

@@ -41,6 +41,11 @@ pub use options::{Durability, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, Rec
 pub use store::{StateMachine, Store, StoreOptions};
 pub use sys::Env;
 pub use wal::{
-    Backup, DropReason, Dropped, Iter, Record, RecoveryReport, RepairReport, SegmentInfo, Stats,
-    Tail, Wal, repair,
+    Backup, DropReason, Dropped, DurableFuture, Iter, Record, RecoveryReport, RepairReport,
+    SegmentInfo, Stats, Tail, Wal, repair,
 };
+
+/// The README's example, compiled and run as a doctest so it cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

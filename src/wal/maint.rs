@@ -33,6 +33,8 @@ struct State {
     nudged: bool,
     /// Segments the writer left: start write-back of their last bytes.
     retired: Vec<Arc<Segment>>,
+    /// A future or callback waits for durability: sync.
+    sync_requested: bool,
     shutdown: bool,
 }
 
@@ -131,6 +133,14 @@ impl Maint {
         self.cv.notify_all();
     }
 
+    /// Asks for a sync of everything appended.
+    pub(crate) fn request_sync(&self) {
+        let mut st = self.lock();
+        st.sync_requested = true;
+        drop(st);
+        self.cv.notify_all();
+    }
+
     /// Stops the background loop.
     pub(crate) fn shutdown(&self) {
         let mut st = self.lock();
@@ -202,6 +212,15 @@ fn run(shared: &Shared, role: Role) {
                     st.ready_warm = !shared.opts.prefault;
                 }
                 maint.cv.notify_all();
+                continue;
+            }
+            // A sync someone waits for without a thread of their own.
+            if st.sync_requested {
+                st.sync_requested = false;
+                drop(st);
+                // A failure poisons the log (and fails the watchers) inside.
+                let _ = shared.sync_all();
+                st = maint.lock();
                 continue;
             }
             // Write-back of segments the writer left behind.

@@ -3,6 +3,7 @@
 mod ckpt;
 mod maint;
 mod meta;
+mod notify;
 pub(crate) mod reader;
 pub(crate) mod recovery;
 mod recycle;
@@ -25,6 +26,7 @@ use crate::format::{SEGMENT_DATA_OFFSET, SEGMENT_RESET, SegmentMeta};
 use crate::options::{Durability, Options};
 use crate::sys::{Env, LockMode, Step};
 
+pub use notify::DurableFuture;
 pub use reader::{Iter, Record, Tail};
 pub use repair::{Backup, RepairReport, repair};
 pub use report::{DropReason, Dropped, RecoveryReport};
@@ -179,6 +181,9 @@ pub(crate) struct Shared {
     first_lsn: AtomicU64,
     maint: maint::Maint,
     closed: AtomicBool,
+    /// Set once `release` has run: nothing can become durable any more (unlike
+    /// `closed`, which is set before `close` makes the last appends durable).
+    released: AtomicBool,
     stats: stats::Counters,
     opened_at_lsn: u64,
     checkpoints: Mutex<ckpt::CheckpointState>,
@@ -186,6 +191,8 @@ pub(crate) struct Shared {
     free: Mutex<Vec<PathBuf>>,
     /// Small named values kept beside the log.
     meta: meta::Meta,
+    /// Futures and callbacks waiting for the durable watermark.
+    watchers: notify::Watchers,
 }
 
 /// The writer's position; guarded by `Shared::writer`.
@@ -292,11 +299,13 @@ impl Wal {
             first_lsn: AtomicU64::new(first_lsn),
             maint: maint::Maint::default(),
             closed: AtomicBool::new(false),
+            released: AtomicBool::new(false),
             stats: stats::Counters::default(),
             opened_at_lsn: next_lsn - 1,
             checkpoints: Mutex::new(ckpt::CheckpointState::default()),
             free: Mutex::new(Vec::new()),
             meta: meta::Meta::load(&env, &dir, !read_only)?,
+            watchers: notify::Watchers::default(),
             opts,
         });
 
@@ -523,6 +532,22 @@ impl Wal {
             )));
         }
         self.shared.sync_to(lsn.0)
+    }
+
+    /// A future that resolves once `lsn` is durable, or with the error that makes it
+    /// impossible (poisoned, closed). For async code: it works with any executor, and
+    /// the thread that makes `lsn` durable wakes the task. It asks the background
+    /// thread for a sync, so it resolves even if nothing else syncs (unless the log's
+    /// `Env` has no background thread; then a sync by someone else resolves it).
+    pub fn durable_future(&self, lsn: Lsn) -> DurableFuture {
+        DurableFuture::new(Arc::clone(&self.shared), lsn.0)
+    }
+
+    /// Calls `f` once `lsn` is durable, or with the error that makes it impossible.
+    /// It runs on the thread that made `lsn` durable (or on this one, at once, if it is
+    /// durable already), so it should be short and must not block on this log.
+    pub fn on_durable(&self, lsn: Lsn, f: impl FnOnce(Result<()>) + Send + 'static) {
+        self.shared.on_durable(lsn.0, Box::new(f));
     }
 
     /// The last LSN whose record, and every earlier one, is readable.
@@ -1182,9 +1207,12 @@ impl Shared {
         if let Ok(mut l) = self.lock.lock() {
             l.take();
         }
-        // Wake tailing readers so they notice the close.
-        let _g = self.notify_lock.lock();
+        self.released.store(true, Ordering::Release);
+        // Wake tailing readers so they notice the close, and fail what still waits.
+        let g = self.notify_lock.lock();
         self.notify_cv.notify_all();
+        drop(g);
+        self.fire_watchers();
     }
 }
 

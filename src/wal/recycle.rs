@@ -92,7 +92,12 @@ impl Shared {
             Ok(file)
         })();
         match attempt {
-            Ok(file) => Some(file),
+            Ok(file) => {
+                self.stats
+                    .segments_recycled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Some(file)
+            }
             Err(_) => {
                 let _ = storage.remove_file(tmp);
                 let _ = storage.remove_file(&from);

@@ -15,6 +15,10 @@ pub(crate) struct Counters {
     latency: [AtomicU64; BUCKETS],
     pub(crate) rollovers: AtomicU64,
     pub(crate) segments_removed: AtomicU64,
+    pub(crate) segments_recycled: AtomicU64,
+    /// Nanoseconds appenders spent waiting: for a sync another thread ran, or for the
+    /// next segment at rollover.
+    pub(crate) wait_nanos: AtomicU64,
 }
 
 impl Default for Counters {
@@ -26,11 +30,19 @@ impl Default for Counters {
             latency: std::array::from_fn(|_| AtomicU64::new(0)),
             rollovers: AtomicU64::new(0),
             segments_removed: AtomicU64::new(0),
+            segments_recycled: AtomicU64::new(0),
+            wait_nanos: AtomicU64::new(0),
         }
     }
 }
 
 impl Counters {
+    /// Adds time an appender spent waiting.
+    pub(crate) fn record_wait(&self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
     pub(crate) fn record_sync(&self, took: Duration, records: u64) {
         self.syncs.fetch_add(1, Ordering::Relaxed);
         self.synced_records.fetch_add(records, Ordering::Relaxed);
@@ -83,6 +95,8 @@ impl Counters {
             sync_p99: self.percentile(990),
             rollovers: self.rollovers.load(Ordering::Relaxed),
             segments_removed: self.segments_removed.load(Ordering::Relaxed),
+            segments_recycled: self.segments_recycled.load(Ordering::Relaxed),
+            writers_waited: Duration::from_nanos(self.wait_nanos.load(Ordering::Relaxed)),
         }
     }
 }
@@ -109,4 +123,9 @@ pub struct Stats {
     pub rollovers: u64,
     /// Segments removed by purge or truncation.
     pub segments_removed: u64,
+    /// Retired segment files reused for new segments.
+    pub segments_recycled: u64,
+    /// Total time appenders waited: for a sync another thread was running (group
+    /// commit), or for the next segment at rollover.
+    pub writers_waited: Duration,
 }

@@ -57,10 +57,12 @@ impl Shared {
                 return Ok(());
             }
             if st.in_flight {
+                let waited = Instant::now();
                 st = self
                     .sync_cv
                     .wait(st)
                     .unwrap_or_else(PoisonError::into_inner);
+                self.stats.record_wait(waited.elapsed());
                 continue;
             }
             st.in_flight = true;
@@ -81,6 +83,10 @@ impl Shared {
                 Err(e) => self.poison(&mut st, e),
             }
             self.sync_cv.notify_all();
+            // Futures and callbacks: fired outside the lock (a callback may call in).
+            drop(st);
+            self.fire_watchers();
+            st = self.sync_state();
         }
     }
 
@@ -138,6 +144,8 @@ impl Shared {
         st.durable = durable;
         self.durable.store(durable, Ordering::Release);
         self.sync_cv.notify_all();
+        drop(st);
+        self.fire_watchers();
         result
     }
 }

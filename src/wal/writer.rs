@@ -225,7 +225,9 @@ impl Shared {
             return Err(Error::ReadOnly);
         };
         let seq = old.seq + 1;
+        let waited = std::time::Instant::now();
         let seg = self.take_prepared(seq)?;
+        self.stats.record_wait(waited.elapsed());
         seg.update_header(&self.env, Step::SegmentHeaderWrite, |m| {
             m.base_lsn = w.next_lsn;
         })?;

@@ -20,10 +20,10 @@
 //! `close()`; and a child looping over commands and frequent checkpoints is killed with
 //! SIGKILL after a number of acknowledged commands.
 mod common;
+use common::chain::Data;
 use common::*;
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Lines, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -55,74 +55,6 @@ const CKPT_B: u64 = 600;
 const LAST: u64 = 650;
 
 // ----- the state machine --------------------------------------------------------------
-
-/// What the state machine keeps (and snapshots).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct Data {
-    /// Commands applied.
-    applied: u64,
-    /// LSN of the last one.
-    last_lsn: u64,
-    /// Hash chain over every (LSN, command) applied, in order.
-    chain: u64,
-    /// Key (first command byte, mod 64) → LSN of the last command with that key.
-    map: BTreeMap<u8, u64>,
-}
-
-impl Data {
-    fn apply(&mut self, lsn: u64, command: &[u8]) {
-        let mut h = self.chain ^ 0xcbf2_9ce4_8422_2325;
-        for b in lsn.to_le_bytes().iter().chain(command) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.chain = h;
-        self.applied += 1;
-        self.last_lsn = lsn;
-        if let Some(k) = command.first() {
-            self.map.insert(k % 64, lsn);
-        }
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for v in [
-            self.applied,
-            self.last_lsn,
-            self.chain,
-            self.map.len() as u64,
-        ] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        for (k, v) in &self.map {
-            out.push(*k);
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out
-    }
-
-    fn decode(b: &[u8]) -> Result<Data, String> {
-        let word = |at: usize| -> Result<u64, String> {
-            let s = b.get(at..at + 8).ok_or("snapshot too short")?;
-            Ok(u64::from_le_bytes(s.try_into().map_err(|_| "u64")?))
-        };
-        let mut d = Data {
-            applied: word(0)?,
-            last_lsn: word(8)?,
-            chain: word(16)?,
-            map: BTreeMap::new(),
-        };
-        let n = word(24)? as usize;
-        if b.len() != 32 + 9 * n {
-            return Err(format!("snapshot of {} bytes for {n} keys", b.len()));
-        }
-        for i in 0..n {
-            let at = 32 + 9 * i;
-            d.map.insert(b[at], word(at + 1)?);
-        }
-        Ok(d)
-    }
-}
 
 /// The test state machine: [`Data`], the LSNs this process applied, and a switch that
 /// makes `write_snapshot` end the process half way.

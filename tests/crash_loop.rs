@@ -22,6 +22,9 @@
 //! leftover, creating the next segment) and of a truncation, each followed by appends,
 //! a crash or a clean close, and a recovery that must return them.
 
+mod common;
+use common::Rng;
+
 use std::io::{BufRead, BufReader, Lines, Read};
 use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
@@ -50,26 +53,6 @@ const SIGKILL: i32 = 9;
 const SIGSEGV: i32 = 11;
 
 // ----- seeded workload ----------------------------------------------------------------
-
-/// A small, seeded pseudo-random generator (splitmix64).
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
 
 /// A hash of the key (log seed, run, LSN, purpose).
 fn mix(seed: u64, run: u64, lsn: u64, purpose: u64) -> u64 {

@@ -13,6 +13,9 @@
 //! close and a reopen. The parent asserts on those lines. Where user namespaces or
 //! tmpfs mounts are unavailable the test prints why and returns.
 
+mod common;
+use common::Rng;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -34,22 +37,6 @@ const ENOSPC: i32 = 28;
 // Linux signal numbers (x86 and Arm).
 const SIGBUS: i32 = 7;
 const SIGSEGV: i32 = 11;
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
 
 /// The payload of `lsn`: 0 to 2999 bytes, a pure function of the LSN.
 fn expected(lsn: u64) -> Vec<u8> {

@@ -7,13 +7,12 @@
 //! mapping past the end of a file; a newest segment too short to hold a header is an
 //! interrupted creation (reported, removed, recreated), an older one is corruption.
 mod common;
+use common::built::{ensure_prepared_segment, header, snapshot};
 use common::*;
 
 use std::path::{Path, PathBuf};
 
-use mmlog::testing::{
-    SEGMENT_HEADER_SLOTS, SegmentHeaderFields, encode_segment_header, read_segment_header,
-};
+use mmlog::testing::{SEGMENT_HEADER_SLOTS, SegmentHeaderFields, encode_segment_header};
 use mmlog::{CorruptionKind, DropReason, Error, Lsn, Options, RecoveryMode, RecoveryReport, Wal};
 
 const TAG: u64 = 0xA10;
@@ -24,49 +23,6 @@ const RECORDS: u64 = 150;
 
 fn seg_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}.seg"))
-}
-
-fn header(path: &Path) -> SegmentHeaderFields {
-    read_segment_header(&read_bytes(path, 0, 4096)).expect("valid segment header")
-}
-
-/// Makes sure the segment after the last used one exists, prepared and empty, as the
-/// background thread leaves it once it got to it (a race this removes).
-fn ensure_prepared_segment(dir: &Path) {
-    let segs = segments(dir);
-    let last = header(segs.last().expect("a segment"));
-    if last.base_lsn == 0 {
-        return;
-    }
-    let epoch = segs
-        .iter()
-        .map(|s| {
-            let h = header(s);
-            h.epoch.max(h.seal_epoch)
-        })
-        .max()
-        .unwrap_or(0);
-    std::fs::write(
-        seg_path(dir, last.seq + 1),
-        prepared_bytes(last.seq + 1, epoch + 1),
-    )
-    .expect("write");
-}
-
-/// The bytes of a prepared, never used segment.
-fn prepared_bytes(seq: u64, epoch: u32) -> Vec<u8> {
-    let fields = SegmentHeaderFields {
-        generation: 1,
-        seq,
-        base_lsn: 0,
-        segment_bytes: SEGMENT_BYTES,
-        epoch,
-        seal_epoch: 0,
-        sealed_end: 0,
-    };
-    let mut bytes = vec![0u8; SEGMENT_BYTES as usize];
-    bytes[..64].copy_from_slice(&encode_segment_header(fields));
-    bytes
 }
 
 /// Removes the prepared, never used segments at the end.
@@ -109,21 +65,6 @@ fn read_only() -> Options {
         read_only: true,
         ..small()
     }
-}
-
-/// Every file of `dir` with its bytes.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut v: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let b = std::fs::read(&p).expect("read");
-            (p, b)
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn assert_corrupt(

@@ -14,6 +14,9 @@
 //! for a read-only file system (skipped, with the reason printed, where user namespaces
 //! are unavailable). Children report what they saw on stdout lines; the parent asserts.
 
+mod common;
+use common::Rng;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
@@ -46,22 +49,6 @@ const SIGSEGV: i32 = 11;
 const SIGXFSZ: i32 = 25;
 
 // ----- payloads and logs ----------------------------------------------------------------
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
 
 /// The payload of `lsn` in every log of this file: 0 to 1499 bytes, a pure function
 /// of the LSN.

@@ -9,204 +9,13 @@
 //! `AbsoluteConsistency` refuses any damage, `PointInTime` keeps the prefix before the
 //! first damage, `SkipCorrupted` keeps every valid record and reports each drop.
 mod common;
+use common::built::*;
 use common::*;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use mmlog::testing::{SegmentHeaderFields, encode_segment_header, raw_frame, read_segment_header};
-use mmlog::{
-    CorruptionKind, DropReason, Dropped, Error, Lsn, Options, RecoveryMode, RecoveryReport, Wal,
-};
-
-const TAG: u64 = 0xC1;
-/// Tag of the records appended after recovery.
-const TAG_AFTER: u64 = 0xC2;
-
-/// Where one frame of the test log landed.
-#[derive(Debug, Clone, Copy)]
-struct Frame {
-    offset: u64,
-    lsn: u64,
-    body_bytes: u64,
-}
-
-/// A test log: its first segment, epoch, frames and records.
-struct Log {
-    seg: PathBuf,
-    epoch: u32,
-    frames: Vec<Frame>,
-    records: Vec<(u64, Vec<u8>)>,
-}
-
-impl Log {
-    /// The records with LSNs below `lsn`.
-    fn below(&self, lsn: u64) -> Vec<(u64, Vec<u8>)> {
-        self.records
-            .iter()
-            .filter(|(l, _)| *l < lsn)
-            .cloned()
-            .collect()
-    }
-    /// Every record except those with LSNs in `lo..=hi`.
-    fn without(&self, lo: u64, hi: u64) -> Vec<(u64, Vec<u8>)> {
-        self.records
-            .iter()
-            .filter(|(l, _)| *l < lo || *l > hi)
-            .cloned()
-            .collect()
-    }
-    /// Frame `i` (0-based).
-    fn frame(&self, i: usize) -> Frame {
-        self.frames[i]
-    }
-}
-
-fn header(path: &Path) -> SegmentHeaderFields {
-    read_segment_header(&read_bytes(path, 0, 4096)).expect("valid segment header")
-}
-
-/// Makes sure the segment after the last used one exists, prepared and empty (base LSN
-/// 0), as the background thread leaves it once it got to it. Whether it did before the
-/// test closed or dropped the log is a race; this removes the race.
-fn ensure_prepared_segment(dir: &Path) {
-    let segs = segments(dir);
-    let last = header(segs.last().expect("a segment"));
-    if last.base_lsn == 0 {
-        return;
-    }
-    let epoch = segs
-        .iter()
-        .map(|s| {
-            let h = header(s);
-            h.epoch.max(h.seal_epoch)
-        })
-        .max()
-        .unwrap_or(0);
-    let fields = SegmentHeaderFields {
-        generation: 1,
-        seq: last.seq + 1,
-        base_lsn: 0,
-        segment_bytes: last.segment_bytes,
-        epoch: epoch + 1,
-        seal_epoch: 0,
-        sealed_end: 0,
-    };
-    let mut bytes = vec![0u8; last.segment_bytes as usize];
-    bytes[..64].copy_from_slice(&encode_segment_header(fields));
-    std::fs::write(dir.join(format!("{:020}.seg", last.seq + 1)), bytes).expect("write");
-}
-
-/// Writes a fresh log with one record per length (`Durability::None`), then closes it
-/// (`close`) or drops it (a crash). The next segment is always left prepared (see
-/// [`ensure_prepared_segment`]).
-fn build(dir: &Path, lens: &[usize], close: bool) -> Log {
-    let (wal, report) = Wal::open(dir, small()).expect("create");
-    assert!(report.created);
-    let mut at = DATA_OFFSET;
-    let mut frames = Vec::new();
-    let mut records = Vec::new();
-    for (lsn, &len) in (1u64..).zip(lens) {
-        let p = payload(TAG, lsn, len);
-        assert_eq!(wal.append(&p).expect("append"), Lsn(lsn));
-        frames.push(Frame {
-            offset: at,
-            lsn,
-            body_bytes: len as u64,
-        });
-        at += frame_len(len as u64);
-        records.push((lsn, p));
-    }
-    if close {
-        wal.close().expect("close");
-    } else {
-        drop(wal);
-    }
-    ensure_prepared_segment(dir);
-    let seg = segments(dir).first().cloned().expect("segment 1");
-    let epoch = header(&seg).epoch;
-    // The layout is what the test believes it is.
-    for f in &frames {
-        let h = read_bytes(&seg, f.offset, HEADER as usize);
-        assert_eq!(
-            u64::from_le_bytes(h[8..16].try_into().unwrap()),
-            f.lsn,
-            "{f:?}"
-        );
-    }
-    Log {
-        seg,
-        epoch,
-        frames,
-        records,
-    }
-}
-
-/// The fields of a drop report a test predicts (all but `bytes`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Expected {
-    file: PathBuf,
-    offset: u64,
-    first_lsn: u64,
-    dropped_lsns: Option<(u64, u64)>,
-    records: u64,
-    reason: DropReason,
-    torn_tail: bool,
-}
-
-fn summary(d: &Dropped) -> Expected {
-    // Every drop covers bytes, except a salvaged LSN gap, which skips LSNs only.
-    assert!(
-        d.bytes > 0 || d.reason == DropReason::LsnGap,
-        "a drop covers at least one byte: {d:?}"
-    );
-    Expected {
-        file: d.file.clone(),
-        offset: d.offset,
-        first_lsn: d.first_lsn.0,
-        dropped_lsns: d.dropped_lsns.map(|(a, b)| (a.0, b.0)),
-        records: d.records,
-        reason: d.reason,
-        torn_tail: d.torn_tail,
-    }
-}
-
-fn summaries(r: &RecoveryReport) -> Vec<Expected> {
-    r.dropped.iter().map(summary).collect()
-}
-
-/// Every file of `dir` with its bytes.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut v: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let b = std::fs::read(&p).expect("read");
-            (p, b)
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn next_of(want: &[(u64, Vec<u8>)]) -> u64 {
-    want.last().map_or(1, |r| r.0 + 1)
-}
-
-/// The offset of a payload byte in the middle of `frame`'s body.
-fn mid_body(f: Frame) -> u64 {
-    f.offset + HEADER + f.body_bytes / 2
-}
-
-/// Copies every file of `from` into `to`.
-fn copy_dir(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).expect("read_dir") {
-        let p = e.expect("entry").path();
-        if p.is_file() {
-            std::fs::copy(&p, to.join(p.file_name().expect("name"))).expect("copy");
-        }
-    }
-}
+use mmlog::testing::raw_frame;
+use mmlog::{CorruptionKind, DropReason, Error, Lsn, Options, RecoveryMode, RecoveryReport, Wal};
 
 /// What opening the damaged log in one mode must give.
 #[derive(Debug, Clone)]
@@ -399,7 +208,7 @@ const LENS: [usize; 6] = [40, 17, 100, 64, 25, 72];
 #[test]
 fn undamaged_closed_log_is_whole_in_every_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let log = build(dir.path(), &LENS, true);
+    let log = build(dir.path(), &recs(&LENS), true);
     let all = || recovers(log.records.clone(), vec![]);
     check_modes(dir.path(), &log.seg, [all(), all(), all(), all()]);
 }
@@ -409,7 +218,7 @@ fn undamaged_closed_log_is_whole_in_every_mode() {
 #[test]
 fn zeroed_space_after_the_last_record_is_no_damage_in_any_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let log = build(dir.path(), &LENS, false);
+    let log = build(dir.path(), &recs(&LENS), false);
     let all = || recovers(log.records.clone(), vec![]);
     check_modes(dir.path(), &log.seg, [all(), all(), all(), all()]);
 }
@@ -418,7 +227,7 @@ fn zeroed_space_after_the_last_record_is_no_damage_in_any_mode() {
 #[test]
 fn torn_last_record_in_every_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let log = build(dir.path(), &LENS, false);
+    let log = build(dir.path(), &recs(&LENS), false);
     let last = log.frame(5);
     flip_bit(&log.seg, mid_body(last), 1);
     let trim = || {
@@ -449,7 +258,7 @@ fn torn_last_record_in_every_mode() {
 #[test]
 fn proven_mid_log_bit_flip_in_every_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let log = build(dir.path(), &LENS, true);
+    let log = build(dir.path(), &recs(&LENS), true);
     let victim = log.frame(2);
     flip_bit(&log.seg, mid_body(victim), 6);
     let refused = || Corrupt(victim.offset, CorruptionKind::Checksum);
@@ -488,7 +297,7 @@ fn proven_mid_log_bit_flip_in_every_mode() {
 #[test]
 fn unproven_mid_log_bit_flip_in_every_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let log = build(dir.path(), &LENS, false);
+    let log = build(dir.path(), &recs(&LENS), false);
     let victim = log.frame(2);
     flip_bit(&log.seg, mid_body(victim), 6);
     let trim = || {
@@ -529,7 +338,7 @@ fn unproven_mid_log_bit_flip_in_every_mode() {
 #[test]
 fn unknown_record_kind_in_every_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let log = build(dir.path(), &LENS, true);
+    let log = build(dir.path(), &recs(&LENS), true);
     let victim = log.frame(2);
     write_bytes(
         &log.seg,
@@ -573,7 +382,7 @@ fn unknown_record_kind_in_every_mode() {
 #[test]
 fn lsn_gap_in_every_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let log = build(dir.path(), &LENS, false);
+    let log = build(dir.path(), &recs(&LENS), false);
     for i in 3..6 {
         let f = log.frame(i);
         let frame = raw_frame(1, 0, f.lsn + 10, 0, log.epoch, &log.records[i].1);
@@ -613,7 +422,7 @@ fn lsn_gap_in_every_mode() {
 #[test]
 fn zeroed_header_mid_log_in_every_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let log = build(dir.path(), &LENS, true);
+    let log = build(dir.path(), &recs(&LENS), true);
     let victim = log.frame(2);
     write_bytes(&log.seg, victim.offset, &[0u8; HEADER as usize]);
     let refused = || Corrupt(victim.offset, CorruptionKind::Hole);
@@ -652,7 +461,7 @@ fn zeroed_header_mid_log_in_every_mode() {
 #[test]
 fn short_newest_segment_in_every_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let log = build(dir.path(), &LENS, true);
+    let log = build(dir.path(), &recs(&LENS), true);
     let newest = segments(dir.path()).last().cloned().expect("segment");
     assert_ne!(newest, log.seg);
     set_len(&newest, 10);

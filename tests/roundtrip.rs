@@ -14,8 +14,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Rng, payload, read_all, segments, small};
-use mmlog::{Error, Lsn, Wal};
+use common::model::{Model, append_batch, append_one};
+use common::{Rng, read_all, segments, small};
+use mmlog::{Durability, Error, Lsn, Wal};
 
 /// Payload length for the next record: mostly small, sometimes empty, sometimes the
 /// largest a segment takes or just below it.
@@ -28,60 +29,6 @@ fn pick_len(rng: &mut Rng, max: usize) -> usize {
         92..96 => max,
         _ => max - 1 - rng.below(15) as usize,
     }
-}
-
-/// The expected payloads, `model[i]` being the record with LSN `first + i`.
-struct Model {
-    first: u64,
-    records: Vec<Vec<u8>>,
-    /// `(first LSN, count)` of every batch appended.
-    batches: Vec<(u64, u64)>,
-}
-
-impl Model {
-    fn new() -> Model {
-        Model {
-            first: 1,
-            records: Vec::new(),
-            batches: Vec::new(),
-        }
-    }
-
-    fn next_lsn(&self) -> u64 {
-        self.first + self.records.len() as u64
-    }
-
-    fn last_lsn(&self) -> u64 {
-        self.next_lsn() - 1
-    }
-
-    fn get(&self, lsn: u64) -> &[u8] {
-        &self.records[usize::try_from(lsn - self.first).expect("index")]
-    }
-}
-
-/// Appends one record of `len` bytes and checks the LSN it got.
-fn append_one(wal: &Wal, model: &mut Model, tag: u64, len: usize) {
-    let lsn = model.next_lsn();
-    let p = payload(tag, lsn, len);
-    let got = wal.append(&p).expect("append");
-    assert_eq!(got, Lsn(lsn), "single append of {len} bytes");
-    model.records.push(p);
-}
-
-/// Appends a batch with payloads of the given lengths and checks its first LSN.
-fn append_batch(wal: &Wal, model: &mut Model, tag: u64, lens: &[usize]) {
-    let first = model.next_lsn();
-    let payloads: Vec<Vec<u8>> = lens
-        .iter()
-        .enumerate()
-        .map(|(i, len)| payload(tag, first + i as u64, *len))
-        .collect();
-    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-    let got = wal.append_batch(&refs).expect("append_batch");
-    assert_eq!(got, Lsn(first), "batch of {} records", lens.len());
-    model.batches.push((first, lens.len() as u64));
-    model.records.extend(payloads);
 }
 
 /// `ops` operations: single appends of any size, and batches of 2 to 12 small records
@@ -103,7 +50,7 @@ fn write_mixed(wal: &Wal, model: &mut Model, rng: &mut Rng, tag: u64, ops: usize
             append_batch(wal, model, tag, &lens);
         } else {
             let len = pick_len(rng, max);
-            append_one(wal, model, tag, len);
+            append_one(wal, model, tag, len, Durability::None);
         }
     }
 }
@@ -160,9 +107,9 @@ fn assert_too_large_refused(wal: &Wal, model: &mut Model, tag: u64) {
     assert_eq!(wal.appended(), before, "a refused record used an LSN");
 
     // The log is still usable, at the very limit too.
-    append_one(wal, model, tag, max_len);
+    append_one(wal, model, tag, max_len, Durability::None);
     append_batch(wal, model, tag, &[max_len - 8]);
-    append_one(wal, model, tag, 3);
+    append_one(wal, model, tag, 3, Durability::None);
 }
 
 #[test]
@@ -181,11 +128,11 @@ fn records_of_every_size_survive_close_and_crash() {
     // segment, so the seal of the clean close needs a new one.
     let (wal, report) = Wal::open(dir.path(), opts.clone()).expect("open");
     assert!(report.created, "{report}");
-    append_one(&wal, &mut model, 1, 0);
+    append_one(&wal, &mut model, 1, 0, Durability::None);
     append_batch(&wal, &mut model, 1, &[0, 0, 0]);
     assert_too_large_refused(&wal, &mut model, 1);
     write_mixed(&wal, &mut model, &mut rng, 1, 160);
-    append_one(&wal, &mut model, 1, max_len);
+    append_one(&wal, &mut model, 1, max_len, Durability::None);
     assert_log_matches(&wal, &model, "session 1, before close");
     assert!(
         segments(dir.path()).len() >= 20,
@@ -281,7 +228,7 @@ fn iter_from_starts_at_any_lsn_including_inside_a_batch() {
             append_batch(&wal, &mut model, 9, &lens);
         } else {
             let len = rng.below(3000) as usize;
-            append_one(&wal, &mut model, 9, len);
+            append_one(&wal, &mut model, 9, len, Durability::None);
         }
     }
     assert!(
@@ -386,7 +333,7 @@ fn tail_reads_existing_records_then_waits_for_new_ones() {
                 append_batch(&wal, &mut model, 12, &[1, 0, 300, 4000]);
             } else {
                 let len = rng.below(5000) as usize;
-                append_one(&wal, &mut model, 12, len);
+                append_one(&wal, &mut model, 12, len, Durability::None);
             }
         }
         let got = reader.join().expect("reader");

@@ -11,9 +11,9 @@
 //! the middle of a stream of batches, and by damaging or deleting every checkpoint of a
 //! purged log.
 mod common;
+use common::chain::Data;
 use common::*;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Lines, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -28,74 +28,6 @@ const TAG: u64 = 0x5707E;
 const CHILD_ENV: &str = "MMLOG_TEST_CHILD";
 /// Prefix of the lines the child reports on stdout (libtest writes there too).
 const MARK: &str = "mmlog-child: ";
-
-/// What the state machine keeps (and snapshots).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct Data {
-    /// Commands applied.
-    applied: u64,
-    /// LSN of the last one.
-    last_lsn: u64,
-    /// Hash chain over every (LSN, command) applied, in order.
-    chain: u64,
-    /// Key (first command byte, mod 32) → LSN of the last command with that key.
-    map: BTreeMap<u8, u64>,
-}
-
-impl Data {
-    fn apply(&mut self, lsn: u64, command: &[u8]) {
-        let mut h = self.chain ^ 0xcbf2_9ce4_8422_2325;
-        for b in lsn.to_le_bytes().iter().chain(command) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.chain = h;
-        self.applied += 1;
-        self.last_lsn = lsn;
-        if let Some(k) = command.first() {
-            self.map.insert(k % 32, lsn);
-        }
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for v in [
-            self.applied,
-            self.last_lsn,
-            self.chain,
-            self.map.len() as u64,
-        ] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        for (k, v) in &self.map {
-            out.push(*k);
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out
-    }
-
-    fn decode(b: &[u8]) -> Result<Data, String> {
-        let word = |at: usize| -> Result<u64, String> {
-            let s = b.get(at..at + 8).ok_or("snapshot too short")?;
-            Ok(u64::from_le_bytes(s.try_into().map_err(|_| "u64")?))
-        };
-        let mut d = Data {
-            applied: word(0)?,
-            last_lsn: word(8)?,
-            chain: word(16)?,
-            map: BTreeMap::new(),
-        };
-        let n = word(24)? as usize;
-        if b.len() != 32 + 9 * n {
-            return Err(format!("snapshot of {} bytes for {n} keys", b.len()));
-        }
-        for i in 0..n {
-            let at = 32 + 9 * i;
-            d.map.insert(b[at], word(at + 1)?);
-        }
-        Ok(d)
-    }
-}
 
 /// The test state machine: [`Data`] plus the LSNs applied by this process.
 #[derive(Debug, Default)]

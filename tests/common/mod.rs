@@ -130,3 +130,6 @@ pub fn frame_offsets(lens: &[u64]) -> Vec<u64> {
         })
         .collect()
 }
+pub mod built;
+pub mod chain;
+pub mod model;

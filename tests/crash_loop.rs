@@ -729,13 +729,14 @@ fn kill_nine_during_appends_keeps_every_acknowledged_record() {
 // ----- C17: kill -9 during recovery ----------------------------------------------------
 
 /// Offsets of the last frame of a segment file and just past it (4096 when it has
-/// none), walking the frames by their length fields.
-fn end_of_frames(bytes: &[u8]) -> (usize, usize) {
+/// none), walking the frames of the segment's current `epoch` by their length fields.
+fn end_of_frames(bytes: &[u8], epoch: u32) -> (usize, usize) {
     let mut last = 4096;
     let mut pos = 4096;
     while pos + 32 <= bytes.len() {
         let header = &bytes[pos..pos + 32];
-        if header.iter().all(|b| *b == 0) {
+        let frame_epoch = u32::from_le_bytes(header[24..28].try_into().expect("4 bytes"));
+        if header.iter().all(|b| *b == 0) || frame_epoch != epoch {
             break;
         }
         let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
@@ -753,16 +754,20 @@ fn end_of_frames(bytes: &[u8]) -> (usize, usize) {
 /// the header and part of the body of a record that was never completed, in the epoch
 /// of the segment, so recovery must trim it (FAULTS B14). When the last segment has no
 /// room after its last frame, that frame is damaged instead and its LSN returned.
+///
+/// The damage goes into the newest segment the writer activated (a base LSN or a frame),
+/// even when it holds no record yet: bytes after the last frame of an earlier segment
+/// are not part of the log once the next segment's base says where the chain goes on.
 fn tear_tail(dir: &Path) -> Option<u64> {
     let seqs = segment_seqs(dir);
     for seq in seqs.iter().rev() {
         let path = dir.join(format!("{seq:020}.seg"));
         let bytes = std::fs::read(&path).expect("read segment");
-        let (last_frame, end) = end_of_frames(&bytes);
-        if end == 4096 {
-            continue; // a prepared segment without records
-        }
         let header = mmlog::testing::read_segment_header(&bytes[..4096]).expect("header");
+        let (last_frame, end) = end_of_frames(&bytes, header.epoch);
+        if end == 4096 && header.base_lsn == 0 {
+            continue; // a prepared segment the writer never reached
+        }
         let frame = mmlog::testing::raw_frame(1, 0, u64::MAX / 2, 0, header.epoch, &[0xa5; 200]);
         let room = bytes.len() - end;
         let f = std::fs::OpenOptions::new()

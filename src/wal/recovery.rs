@@ -555,18 +555,27 @@ impl<'a> Scanner<'a> {
                 Decision::Resume(file, rel) => {
                     // Salvage: everything between the stop and the next valid frame is
                     // dropped; its LSNs become a gap. Readers jump over the hole.
-                    if file == stop.file
-                        && rel > stop.rel
+                    // When the hole runs into a later segment, the stop's segment ends
+                    // at the stop (its `ends` entry), the segments in between end at
+                    // their start (never followed), and the resumed one has a hole
+                    // from its start: readers must not walk the damaged frames there.
+                    let hole_from = if file == stop.file { stop.rel } else { 0 };
+                    if rel > hole_from
                         && let Some(holes) = self.holes.get_mut(file)
                     {
                         holes.push((
-                            SEGMENT_DATA_OFFSET + stop.rel as u64,
+                            SEGMENT_DATA_OFFSET + hole_from as u64,
                             SEGMENT_DATA_OFFSET + rel as u64,
                         ));
                     }
                     at = (file, rel);
                     if let Some(fr) = self.frame_at(file, rel) {
                         expected = fr.lsn;
+                        if file != stop.file
+                            && let Some(s) = self.starts.get_mut(file)
+                        {
+                            *s = fr.lsn;
+                        }
                     }
                 }
             }

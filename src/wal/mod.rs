@@ -396,14 +396,14 @@ impl Wal {
                     // that they can never be read as records, and go on in a new one.
                     shared.seal_segment(&seg, end)?;
                 }
-                if seg.base_lsn() == 0 {
-                    // The header update of its activation was lost; lookups by LSN
-                    // need the base it has in fact.
-                    if let Some(&s) = out.starts.get(k)
-                        && s != 0
-                    {
-                        seg.assume_base(s);
-                    }
+                // Lookups by LSN need the base the segment has in fact: the header
+                // update of its activation may have been lost, and in salvage mode
+                // the chain may resume in this segment past LSNs its header claims.
+                if let Some(&s) = out.starts.get(k)
+                    && s != 0
+                    && s != seg.base_lsn()
+                {
+                    seg.assume_base(s);
                 }
                 if keep_writing {
                     if !seg.header_has_base() {

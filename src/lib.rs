@@ -37,7 +37,9 @@ pub use sys::limits;
 pub use checkpoint::{Checkpoint, CheckpointFileInfo, CheckpointRejection, RejectedCheckpoint};
 pub use error::{CorruptionKind, Error, IoOp, Result};
 pub use lsn::Lsn;
-pub use options::{Durability, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, RecoveryMode};
+pub use options::{
+    Durability, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, RecoveryMode, RecoveryProgress,
+};
 pub use store::{StateMachine, Store, StoreOptions};
 pub use sys::Env;
 pub use wal::{

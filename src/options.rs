@@ -1,5 +1,6 @@
 //! Options, durability and recovery modes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -91,6 +92,57 @@ pub struct Options {
     /// The storage the engine runs on. Default = the real file system. Tests pass a
     /// simulated disk or failpoints from [`testing`](crate::testing) here.
     pub env: Env,
+    /// Told how far the recovery scan of an open has got, for a progress bar on a
+    /// large log. Default = `None`.
+    pub recovery_progress: Option<RecoveryProgress>,
+}
+
+/// A callback for [`Options::recovery_progress`]: called on the opening thread with
+/// the bytes of segment data verified so far and the bytes there are to verify (the
+/// written part of every segment file), at least once per segment and once per
+/// 16 MiB, and a last time with both equal when the scan is done. The total is an
+/// upper bound: the scan ends early where the log does.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use mmlog::{Options, RecoveryProgress, Wal};
+///
+/// let dir = tempfile::tempdir()?;
+/// let (wal, _) = Wal::open(dir.path(), Options::default())?;
+/// wal.append(b"record")?;
+/// wal.close()?;
+/// let seen = Arc::new(AtomicU64::new(0));
+/// let s = Arc::clone(&seen);
+/// let opts = Options {
+///     recovery_progress: Some(RecoveryProgress::new(move |done, total| {
+///         assert!(done <= total);
+///         s.store(done, Ordering::Relaxed);
+///     })),
+///     ..Options::default()
+/// };
+/// let (_wal, report) = Wal::open(dir.path(), opts)?;
+/// assert!(seen.load(Ordering::Relaxed) >= report.bytes_scanned);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct RecoveryProgress(Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl RecoveryProgress {
+    /// Wraps `f(done, total)`.
+    pub fn new(f: impl Fn(u64, u64) + Send + Sync + 'static) -> RecoveryProgress {
+        RecoveryProgress(Arc::new(f))
+    }
+
+    pub(crate) fn report(&self, done: u64, total: u64) {
+        (self.0)(done.min(total), total);
+    }
+}
+
+impl std::fmt::Debug for RecoveryProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecoveryProgress(..)")
+    }
 }
 
 impl Default for Options {
@@ -107,6 +159,7 @@ impl Default for Options {
             recycle_segments: true,
             checkpoint_generations: 2,
             env: Env::default(),
+            recovery_progress: None,
         }
     }
 }

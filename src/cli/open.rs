@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
-use mmlog::{Options, RecoveryMode, RecoveryReport, Wal};
+use mmlog::{Options, RecoveryMode, RecoveryProgress, RecoveryReport, Wal};
 
-use super::out::spinner;
+use super::out::{bar, spinner};
 use super::{CliError, CliResult};
 
 /// A recovery mode, as `--mode` spells it.
@@ -108,17 +108,23 @@ pub(crate) fn check_log_dir(dir: &Path) -> CliResult<()> {
 }
 
 /// Opens the log in `dir` read-only in `mode` (a shared lock; nothing is written),
-/// with a spinner while recovery scans it. No path checks: see [`open`].
+/// with a progress bar (on a terminal) while recovery scans it. No path checks: see
+/// [`open`].
 pub(crate) fn try_open(dir: &Path, mode: RecoveryMode) -> mmlog::Result<(Wal, RecoveryReport)> {
-    let spin = spinner("recovering (read-only)");
+    let progress = bar(0, "recovering (read-only)");
+    let hook = progress.clone();
     let opts = Options {
         read_only: true,
         recovery_mode: mode,
         prefault: false,
+        recovery_progress: Some(RecoveryProgress::new(move |done, total| {
+            hook.set_length(total);
+            hook.set_position(done);
+        })),
         ..Options::default()
     };
     let result = Wal::open(dir, opts);
-    spin.finish_and_clear();
+    progress.finish_and_clear();
     result
 }
 

@@ -262,7 +262,13 @@ impl Wal {
     ) -> Result<(Wal, RecoveryReport)> {
         let env = opts.env.clone();
         let read_only = opts.read_only;
-        let out = recovery::scan(&dir, &env, opts.recovery_mode, !read_only)?;
+        let out = recovery::scan(
+            &dir,
+            &env,
+            opts.recovery_mode,
+            !read_only,
+            opts.recovery_progress.as_ref(),
+        )?;
         let mut report = out.report;
         let next_lsn = out.next_lsn;
         let first_lsn = out.first_lsn;

@@ -22,7 +22,7 @@ use crate::error::{CorruptionKind, Error, IoOp, Result};
 use crate::format::{
     self, FrameKind, HeaderRead, Invalid, PAGE_BYTES, SEGMENT_DATA_OFFSET, SegmentMeta, SlotDamage,
 };
-use crate::options::RecoveryMode;
+use crate::options::{RecoveryMode, RecoveryProgress};
 use crate::sys::{Env, Step, StorageFile};
 use crate::wal::recycle::{MAX_FREE_FILES, is_free_name};
 use crate::wal::report::{DropReason, Dropped, RecoveryReport};
@@ -198,7 +198,13 @@ struct Beyond {
 }
 
 /// Reads the directory and scans the log. Never writes.
-pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) -> Result<Outcome> {
+pub(crate) fn scan(
+    dir: &Path,
+    env: &Env,
+    mode: RecoveryMode,
+    writable: bool,
+    progress: Option<&RecoveryProgress>,
+) -> Result<Outcome> {
     let storage = env.storage.as_ref();
     let mut report = RecoveryReport::new(dir.to_path_buf(), mode);
     let mut remove = Vec::new();
@@ -326,9 +332,12 @@ pub(crate) fn scan(dir: &Path, env: &Env, mode: RecoveryMode, writable: bool) ->
     if live.is_empty() {
         return Ok(out);
     }
-    let mut scanner = Scanner::new(&live, mode);
+    let mut scanner = Scanner::new(&live, mode, progress);
     let first = scanner.first_lsn()?;
     let (end_file, end_rel, next, beyond) = scanner.run(first, &mut out.report)?;
+    if let Some(p) = progress {
+        p.report(scanner.total, scanner.total);
+    }
     out.report.records_scanned = scanner.records;
     out.report.bytes_scanned = scanner.bytes;
     // Clean: the chain ends with the seal of a close and nothing valid follows it (damage
@@ -498,11 +507,35 @@ struct Scanner<'a> {
     bytes: u64,
     /// Where the last frame of the chain is a seal: its file and offset.
     last_seal: Option<(usize, u64)>,
+    progress: Option<&'a RecoveryProgress>,
+    /// Bytes of segment data there are to verify.
+    total: u64,
+    /// Data bytes of each file before it (for progress).
+    before: Vec<u64>,
+    /// Offset in the current file at which to report progress next.
+    next_report: usize,
 }
 
+/// Progress is reported at least this often within a segment.
+const PROGRESS_STEP: usize = 16 << 20;
+
 impl<'a> Scanner<'a> {
-    fn new(files: &'a [ScanFile], mode: RecoveryMode) -> Scanner<'a> {
+    fn new(
+        files: &'a [ScanFile],
+        mode: RecoveryMode,
+        progress: Option<&'a RecoveryProgress>,
+    ) -> Scanner<'a> {
+        let mut before = Vec::with_capacity(files.len());
+        let mut total = 0u64;
+        for f in files {
+            before.push(total);
+            total = total.saturating_add(f.data().len() as u64);
+        }
         Scanner {
+            progress,
+            total,
+            before,
+            next_report: 0,
             files,
             mode,
             ends: vec![SEGMENT_DATA_OFFSET; files.len()],
@@ -591,7 +624,15 @@ impl<'a> Scanner<'a> {
     fn follow(&mut self, at: (usize, usize), expected: &mut u64) -> Stop {
         let (mut i, mut rel) = at;
         let files = self.files;
+        self.next_report = 0;
         loop {
+            if rel >= self.next_report
+                && let Some(p) = self.progress
+            {
+                let before = self.before.get(i).copied().unwrap_or(self.total);
+                p.report(before.saturating_add(rel as u64), self.total);
+                self.next_report = rel.saturating_add(PROGRESS_STEP);
+            }
             let Some(f) = files.get(i) else {
                 // Unreachable: `i` only moves to files that exist.
                 return Stop {
@@ -668,6 +709,7 @@ impl<'a> Scanner<'a> {
                     }
                     i += 1;
                     rel = 0;
+                    self.next_report = 0;
                     if let Some(s) = self.starts.get_mut(i) {
                         *s = *expected;
                     }
@@ -684,6 +726,7 @@ impl<'a> Scanner<'a> {
                     {
                         i += 1;
                         rel = 0;
+                        self.next_report = 0;
                         if let Some(s) = self.starts.get_mut(i) {
                             *s = *expected;
                         }

@@ -81,7 +81,13 @@ pub fn repair(
         ..opts.clone()
     };
     let (dir, lock) = lock_dir(dir.as_ref(), &lock_opts)?;
-    let found = recovery::scan(&dir, &opts.env, mode, false)?;
+    let found = recovery::scan(
+        &dir,
+        &opts.env,
+        mode,
+        false,
+        opts.recovery_progress.as_ref(),
+    )?;
     let mut report = found.report;
     report.removed_files.extend(found.remove.iter().cloned());
     report.first_lsn = crate::Lsn(found.first_lsn);

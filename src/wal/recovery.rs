@@ -604,10 +604,13 @@ impl<'a> Scanner<'a> {
                     at = (file, rel);
                     if let Some(fr) = self.frame_at(file, rel) {
                         expected = fr.lsn;
-                        if file != stop.file
-                            && let Some(s) = self.starts.get_mut(file)
-                        {
-                            *s = fr.lsn;
+                        // The resumed segment's part of the chain starts here, and so
+                        // does (for lookups by LSN) that of every segment the hole
+                        // took whole: none of them holds an earlier LSN.
+                        for k in stop.file + 1..=file {
+                            if let Some(s) = self.starts.get_mut(k) {
+                                *s = fr.lsn;
+                            }
                         }
                     }
                 }

@@ -30,6 +30,8 @@ mod sys;
 mod wal;
 
 pub mod inspect;
+#[cfg(feature = "raft")]
+pub mod raft;
 pub mod testing;
 
 pub use sys::limits;

@@ -393,6 +393,58 @@ fn no_usable_checkpoint_and_a_purged_log_is_corrupt_never_an_empty_state() {
 }
 
 #[test]
+fn a_read_error_on_the_newest_checkpoint_falls_back_and_deletes_nothing() {
+    // FAULTS D25 for checkpoints: the mapping of the newest checkpoint fails with EIO
+    // (a media error). Recovery must not take the state from nowhere: it falls back to
+    // the older checkpoint, names the rejection and why, and removes no file, so a
+    // later open with a healthy disk uses the newest one again. (A writer open may add
+    // the next segment.)
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    two_checkpoint_log(&dir);
+    let files = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = files(&dir);
+
+    let fp = Arc::new(Failpoints::new());
+    fp.arm_once(Step::CheckpointMap, 0, mmlog::testing::FailAction::Errno(5));
+    let opts = Options {
+        env: Env::with_failpoints(fp.clone()),
+        ..small()
+    };
+    let (wal, report) = Wal::open(&dir, opts).expect("open with a failing checkpoint read");
+    assert_recovered_from(&wal, &report, A, "EIO on the newest checkpoint");
+    assert_eq!(
+        fp.hits(Step::CheckpointMap),
+        2,
+        "the newest, then the older one"
+    );
+    let [RejectedCheckpoint { file, lsn, reason }] = report.rejected_checkpoints.as_slice() else {
+        panic!("one rejection expected: {report}");
+    };
+    assert_eq!((file, *lsn), (&ckpt_path(&dir, B), Lsn(B)), "{report}");
+    assert!(
+        matches!(reason, CheckpointRejection::Io(e) if e.contains("os error 5")),
+        "the rejection says it was an I/O error: {reason:?}"
+    );
+    wal.close().expect("close");
+    let after = files(&dir);
+    let removed: Vec<_> = before.iter().filter(|f| !after.contains(f)).collect();
+    assert!(removed.is_empty(), "files removed: {removed:?}");
+
+    let (wal, report) = open(&dir);
+    assert_recovered_from(&wal, &report, B, "healthy disk again");
+    assert!(report.rejected_checkpoints.is_empty(), "{report}");
+    wal.close().expect("close");
+}
+
+#[test]
 fn a_checkpoint_cut_below_its_declared_length_is_rejected_before_mapping() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let base = tmp.path().join("base");

@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::Rng;
+use common::recovered::{Expected, check_recovered};
 use std::sync::Arc;
 
 use mmlog::testing::{FailAction, Failpoints, Sabotage, SimDisk, Step};
@@ -176,53 +177,13 @@ fn check_after_cut(
     model: &mut Model,
 ) -> Result<Vec<(u64, Vec<u8>)>, String> {
     let got = read_back(wal)?;
-    let first = report.first_lsn.0;
-    if first != model.first {
-        return Err(format!(
-            "log starts at {first}, expected {} (purges are durable)",
-            model.first
-        ));
-    }
-    for (i, (lsn, p)) in got.iter().enumerate() {
-        if *lsn != first + i as u64 {
-            return Err(format!("I2: gap or reorder: record {i} has LSN {lsn}"));
-        }
-        match model.records.get(lsn) {
-            Some(want) if want == p => {}
-            Some(want) => {
-                return Err(format!(
-                    "I2/I5: LSN {lsn} holds {} bytes that are not what was appended ({} bytes)",
-                    p.len(),
-                    want.len()
-                ));
-            }
-            None => {
-                return Err(format!(
-                    "I2: LSN {lsn} was never appended (or was truncated)"
-                ));
-            }
-        }
-    }
-    let last = got.last().map_or(first - 1, |r| r.0);
-    if last < model.acked {
-        return Err(format!(
-            "I1: acknowledged records lost: the log ends at {last}, {} was acknowledged",
-            model.acked
-        ));
-    }
-    if report.next_lsn.0 != last + 1 {
-        return Err(format!(
-            "next LSN {} after a log ending at {last}",
-            report.next_lsn
-        ));
-    }
-    if let Some(c) = wal.checkpoint() {
-        match model.checkpoints.get(&c.lsn().0) {
-            Some(want) if want.as_slice() == c.data() => {}
-            Some(_) => return Err(format!("checkpoint {} holds the wrong state", c.lsn())),
-            None => return Err(format!("checkpoint {} was never written", c.lsn())),
-        }
-    }
+    let want = Expected {
+        first: model.first,
+        acked: model.acked,
+        records: &model.records,
+        checkpoints: &model.checkpoints,
+    };
+    let last = check_recovered(&got, wal, report, &want)?;
     // The records past `last` did not survive; the rest is durable now.
     model.truncate_after(last);
     model.acked = last;

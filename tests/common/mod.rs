@@ -133,3 +133,4 @@ pub fn frame_offsets(lens: &[u64]) -> Vec<u64> {
 pub mod built;
 pub mod chain;
 pub mod model;
+pub mod recovered;

@@ -16,6 +16,8 @@ pub mod dir_mutate;
 pub mod ops_model;
 pub mod oracle;
 pub mod record_roundtrip;
+#[path = "../common/recovered.rs"]
+pub mod recovered;
 pub mod seeds;
 pub mod segment_decode;
 pub mod wire;

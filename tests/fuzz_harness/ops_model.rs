@@ -17,6 +17,7 @@ use mmlog::testing::SimDisk;
 use mmlog::{Durability, Error, Lsn, Options, RecoveryReport, Wal};
 
 use super::oracle::{self, MODES, Records};
+use super::recovered::{Expected, check_recovered};
 use super::wire::{self, Reader, Writer};
 
 /// One operation.
@@ -244,55 +245,13 @@ fn check_after_cut(
     model: &mut Model,
 ) -> Result<Records, String> {
     let got = oracle::read_all(wal, 0, model.records.len() + 1)?;
-    let first = report.first_lsn.0;
-    if first != model.first {
-        return Err(format!(
-            "log starts at {first}, expected {} (purges and resets are durable)",
-            model.first
-        ));
-    }
-    for (i, (lsn, p)) in got.iter().enumerate() {
-        if *lsn != first + i as u64 {
-            return Err(format!("I2: gap or reorder: record {i} has LSN {lsn}"));
-        }
-        match model.records.get(lsn) {
-            Some(want) if want == p => {}
-            Some(want) => {
-                return Err(format!(
-                    "I2/I5: LSN {lsn} holds {} bytes that are not what was appended ({} bytes)",
-                    p.len(),
-                    want.len()
-                ));
-            }
-            None => {
-                return Err(format!(
-                    "I2: LSN {lsn} was never appended (or was truncated)"
-                ));
-            }
-        }
-    }
-    let last = got.last().map_or(first - 1, |r| r.0);
-    if last < model.acked {
-        return Err(format!(
-            "I1: acknowledged records lost: the log ends at {last}, {} was acknowledged",
-            model.acked
-        ));
-    }
-    if report.next_lsn.0 != last + 1 {
-        return Err(format!(
-            "next LSN {} after a log ending at {last}",
-            report.next_lsn
-        ));
-    }
-    if let Some(c) = wal.checkpoint() {
-        match model.checkpoints.get(&c.lsn().0) {
-            Some(want) if want.as_slice() == c.data() => {}
-            Some(_) => return Err(format!("checkpoint {} holds the wrong state", c.lsn())),
-            None => return Err(format!("checkpoint {} was never written", c.lsn())),
-        }
-    } else if let Some((l, _)) = model.checkpoints.iter().next_back() {
-        return Err(format!("checkpoint {l} was written but recovery has none"));
-    }
+    let want = Expected {
+        first: model.first,
+        acked: model.acked,
+        records: &model.records,
+        checkpoints: &model.checkpoints,
+    };
+    let last = check_recovered(&got, wal, report, &want)?;
     if wal.meta_all() != model.meta {
         return Err(format!(
             "metadata {:?} after recovery, {:?} was set",

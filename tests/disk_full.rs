@@ -14,7 +14,6 @@
 //! tmpfs mounts are unavailable the test prints why and returns.
 
 mod common;
-use common::Rng;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
@@ -41,13 +40,7 @@ const SIGSEGV: i32 = 11;
 /// The payload of `lsn`: 0 to 2999 bytes, a pure function of the LSN.
 fn expected(lsn: u64) -> Vec<u8> {
     let len = (lsn.wrapping_mul(2_654_435_761) % 3000) as usize;
-    let mut rng = Rng::new(lsn ^ 0xD22);
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        out.extend_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    common::payload(0xD22, lsn, len)
 }
 
 fn opts() -> Options {

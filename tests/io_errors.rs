@@ -15,7 +15,6 @@
 //! are unavailable). Children report what they saw on stdout lines; the parent asserts.
 
 mod common;
-use common::Rng;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -54,13 +53,7 @@ const SIGXFSZ: i32 = 25;
 /// of the LSN.
 fn expected(lsn: u64) -> Vec<u8> {
     let len = (lsn.wrapping_mul(2_654_435_761) % 1500) as usize;
-    let mut rng = Rng::new(lsn ^ 0xD23);
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        out.extend_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    common::payload(0xD23, lsn, len)
 }
 
 fn small() -> Options {

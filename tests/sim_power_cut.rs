@@ -26,11 +26,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::Rng;
-use common::recovered::{Expected, check_recovered};
+use common::recovered::LogModel;
 use std::sync::Arc;
 
 use mmlog::testing::{FailAction, Failpoints, Sabotage, SimDisk, Step};
@@ -39,64 +38,7 @@ use mmlog::{Durability, Lsn, Options, RecoveryReport, Wal};
 /// Default number of seeds per `cargo test` run; each has several power cuts.
 const SEEDS: u64 = 600;
 
-#[derive(Debug, Clone, Default)]
-struct Model {
-    /// Records the log holds now, by LSN.
-    records: BTreeMap<u64, Vec<u8>>,
-    /// First LSN of each batch still in the log, with its length.
-    batches: BTreeMap<u64, u64>,
-    /// First LSN the log holds (after purges).
-    first: u64,
-    /// The LSN the next append receives.
-    next: u64,
-    /// Every LSN up to this one was acknowledged as durable.
-    acked: u64,
-    /// Checkpoints written: LSN -> state.
-    checkpoints: BTreeMap<u64, Vec<u8>>,
-}
-
-impl Model {
-    fn new() -> Model {
-        Model {
-            first: 1,
-            next: 1,
-            ..Model::default()
-        }
-    }
-
-    fn last(&self) -> u64 {
-        self.next - 1
-    }
-
-    /// The state a checkpoint at `lsn` holds: a digest of the records up to it.
-    fn state_at(&self, lsn: u64) -> Vec<u8> {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for (l, p) in self.records.range(..=lsn) {
-            for b in l.to_le_bytes().iter().chain(p) {
-                h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
-        let mut out = h.to_le_bytes().to_vec();
-        out.extend_from_slice(&lsn.to_le_bytes());
-        out.resize(64 + (lsn % 200) as usize, 0xc7);
-        out
-    }
-
-    fn inside_batch(&self, lsn: u64) -> bool {
-        self.batches
-            .range(..=lsn)
-            .next_back()
-            .is_some_and(|(&first, &n)| first < lsn + 1 && lsn + 1 < first + n)
-    }
-
-    fn truncate_after(&mut self, lsn: u64) {
-        self.records.retain(|&l, _| l <= lsn);
-        self.batches.retain(|&f, _| f <= lsn);
-        self.next = lsn + 1;
-        self.acked = self.acked.min(lsn);
-        self.checkpoints.retain(|&c, _| c <= lsn);
-    }
-}
+type Model = LogModel;
 
 fn opts(sim: &SimDisk, sabotage: Sabotage) -> Options {
     Options {
@@ -177,16 +119,7 @@ fn check_after_cut(
     model: &mut Model,
 ) -> Result<Vec<(u64, Vec<u8>)>, String> {
     let got = read_back(wal)?;
-    let want = Expected {
-        first: model.first,
-        acked: model.acked,
-        records: &model.records,
-        checkpoints: &model.checkpoints,
-    };
-    let last = check_recovered(&got, wal, report, &want)?;
-    // The records past `last` did not survive; the rest is durable now.
-    model.truncate_after(last);
-    model.acked = last;
+    model.after_cut(&got, wal, report)?;
     Ok(got)
 }
 
@@ -195,7 +128,7 @@ fn run(seed: u64, sabotage: Sabotage) -> Result<u64, String> {
     let sim = SimDisk::new();
     let dir = PathBuf::from("sim").join("log");
     let mut rng = Rng::new(seed);
-    let mut model = Model::new();
+    let mut model = Model::default();
     let mut cuts = 0u64;
     let (mut wal, _) = Wal::open(&dir, opts(&sim, sabotage)).map_err(|e| format!("create: {e}"))?;
     let ops = 40 + rng.below(80);
@@ -281,9 +214,7 @@ fn run(seed: u64, sabotage: Sabotage) -> Result<u64, String> {
                         let oldest = *model.checkpoints.keys().next().unwrap_or(&0);
                         model.checkpoints.remove(&oldest);
                     }
-                    model.first = wal.first_lsn().0;
-                    model.records.retain(|&l, _| l >= model.first);
-                    model.batches.retain(|&f, _| f >= model.first);
+                    model.purged_to(wal.first_lsn().0);
                 }
             }
             73..=77 => {
@@ -350,9 +281,7 @@ fn run(seed: u64, sabotage: Sabotage) -> Result<u64, String> {
                 let first = wal
                     .purge_before(Lsn(target))
                     .map_err(|e| format!("{}: {e}", at("purge")))?;
-                model.first = first.0;
-                model.records.retain(|&l, _| l >= model.first);
-                model.batches.retain(|&f, _| f >= model.first);
+                model.purged_to(first.0);
                 model.acked = model.acked.max(model.last());
             }
             81..=86 => {

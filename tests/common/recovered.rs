@@ -1,4 +1,4 @@
-//! The check of a log recovered after a simulated power cut against a model, shared by
+//! A model of the log and its check after a simulated power cut, shared by
 //! `tests/sim_power_cut.rs` and the `ops_model` fuzz target (which includes this one
 //! file by path, so it depends on nothing but mmlog and std).
 
@@ -6,16 +6,94 @@ use std::collections::BTreeMap;
 
 use mmlog::{RecoveryReport, Wal};
 
-/// What a model expects of a recovered log.
-pub struct Expected<'a> {
+/// What a log must hold: the model both power-cut workloads keep of the engine.
+#[derive(Debug, Clone)]
+pub struct LogModel {
+    /// Records the log holds now, by LSN.
+    pub records: BTreeMap<u64, Vec<u8>>,
+    /// First LSN of each batch still in the log, with its length.
+    pub batches: BTreeMap<u64, u64>,
     /// First LSN the log holds (purges and resets are durable on return).
     pub first: u64,
+    /// The LSN the next append receives.
+    pub next: u64,
     /// Every LSN up to this one was acknowledged as durable.
     pub acked: u64,
-    /// Records appended and not truncated, by LSN.
-    pub records: &'a BTreeMap<u64, Vec<u8>>,
     /// Checkpoints written (durable on return): LSN -> state.
-    pub checkpoints: &'a BTreeMap<u64, Vec<u8>>,
+    pub checkpoints: BTreeMap<u64, Vec<u8>>,
+}
+
+impl Default for LogModel {
+    fn default() -> LogModel {
+        LogModel {
+            records: BTreeMap::new(),
+            batches: BTreeMap::new(),
+            first: 1,
+            next: 1,
+            acked: 0,
+            checkpoints: BTreeMap::new(),
+        }
+    }
+}
+
+impl LogModel {
+    /// The last LSN appended.
+    pub fn last(&self) -> u64 {
+        self.next - 1
+    }
+
+    /// The state a checkpoint at `lsn` holds: a digest of the records up to it.
+    pub fn state_at(&self, lsn: u64) -> Vec<u8> {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (l, p) in self.records.range(..=lsn) {
+            for b in l.to_le_bytes().iter().chain(p) {
+                h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        let mut out = h.to_le_bytes().to_vec();
+        out.extend_from_slice(&lsn.to_le_bytes());
+        out.resize(64 + (lsn % 200) as usize, 0xc7);
+        out
+    }
+
+    /// Whether `lsn` is inside a batch (and not its last record): no truncation there.
+    pub fn inside_batch(&self, lsn: u64) -> bool {
+        self.batches
+            .range(..=lsn)
+            .next_back()
+            .is_some_and(|(&first, &n)| first < lsn + 1 && lsn + 1 < first + n)
+    }
+
+    /// Everything after `lsn` is gone.
+    pub fn truncate_after(&mut self, lsn: u64) {
+        self.records.retain(|&l, _| l <= lsn);
+        self.batches.retain(|&f, _| f <= lsn);
+        self.next = lsn + 1;
+        self.acked = self.acked.min(lsn);
+        self.checkpoints.retain(|&c, _| c <= lsn);
+    }
+
+    /// Everything before `first` is gone.
+    pub fn purged_to(&mut self, first: u64) {
+        self.first = first;
+        self.records.retain(|&l, _| l >= first);
+        self.batches.retain(|&f, _| f >= first);
+    }
+
+    /// Checks a log recovered after a power cut ([`check_recovered`]) and brings the
+    /// model in line with it: records past its end did not survive, the rest is
+    /// durable now.
+    pub fn after_cut(
+        &mut self,
+        got: &[(u64, Vec<u8>)],
+        wal: &Wal,
+        report: &RecoveryReport,
+    ) -> Result<(), String> {
+        let last = check_recovered(got, wal, report, self)?;
+        self.truncate_after(last);
+        self.acked = last;
+        Ok(())
+    }
 }
 
 /// Checks `got` (every record of `wal`, in order) and the checkpoint recovery started
@@ -27,7 +105,7 @@ pub fn check_recovered(
     got: &[(u64, Vec<u8>)],
     wal: &Wal,
     report: &RecoveryReport,
-    want: &Expected<'_>,
+    want: &LogModel,
 ) -> Result<u64, String> {
     let first = report.first_lsn.0;
     if first != want.first {

@@ -17,7 +17,7 @@ use mmlog::testing::SimDisk;
 use mmlog::{Durability, Error, Lsn, Options, RecoveryReport, Wal};
 
 use super::oracle::{self, MODES, Records};
-use super::recovered::{Expected, check_recovered};
+use super::recovered::LogModel;
 use super::wire::{self, Reader, Writer};
 
 /// One operation.
@@ -160,67 +160,30 @@ pub fn encode(ops: &[Op]) -> Vec<u8> {
     w.out
 }
 
-/// What the log must hold (from `tests/sim_power_cut.rs`, plus resets and metadata).
+/// What the log must hold (the shared [`LogModel`]), plus metadata.
 #[derive(Debug, Clone, Default)]
 struct Model {
-    /// Records the log holds now, by LSN.
-    records: BTreeMap<u64, Vec<u8>>,
-    /// First LSN of each batch still in the log, with its length.
-    batches: BTreeMap<u64, u64>,
-    /// First LSN the log holds (after purges and resets).
-    first: u64,
-    /// The LSN the next append receives.
-    next: u64,
-    /// Every LSN up to this one was acknowledged as durable.
-    acked: u64,
-    /// Checkpoints written: LSN -> state.
-    checkpoints: BTreeMap<u64, Vec<u8>>,
+    log: LogModel,
     /// Metadata (durable when `set_meta` returns).
     meta: BTreeMap<String, Vec<u8>>,
     /// Payloads written so far (makes every payload distinct).
     writes: u64,
 }
 
+impl std::ops::Deref for Model {
+    type Target = LogModel;
+    fn deref(&self) -> &LogModel {
+        &self.log
+    }
+}
+
+impl std::ops::DerefMut for Model {
+    fn deref_mut(&mut self) -> &mut LogModel {
+        &mut self.log
+    }
+}
+
 impl Model {
-    fn last(&self) -> u64 {
-        self.next - 1
-    }
-
-    /// The state a checkpoint at `lsn` holds: a digest of the records up to it.
-    fn state_at(&self, lsn: u64) -> Vec<u8> {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for (l, p) in self.records.range(..=lsn) {
-            for b in l.to_le_bytes().iter().chain(p) {
-                h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
-        let mut out = h.to_le_bytes().to_vec();
-        out.extend_from_slice(&lsn.to_le_bytes());
-        out.resize(64 + (lsn % 200) as usize, 0xc7);
-        out
-    }
-
-    fn inside_batch(&self, lsn: u64) -> bool {
-        self.batches
-            .range(..=lsn)
-            .next_back()
-            .is_some_and(|(&first, &n)| first < lsn + 1 && lsn + 1 < first + n)
-    }
-
-    fn truncate_after(&mut self, lsn: u64) {
-        self.records.retain(|&l, _| l <= lsn);
-        self.batches.retain(|&f, _| f <= lsn);
-        self.next = lsn + 1;
-        self.acked = self.acked.min(lsn);
-        self.checkpoints.retain(|&c, _| c <= lsn);
-    }
-
-    fn purged_to(&mut self, first: u64) {
-        self.first = first;
-        self.records.retain(|&l, _| l >= first);
-        self.batches.retain(|&f, _| f >= first);
-    }
-
     fn payload(&mut self, lsn: u64, len: usize) -> Vec<u8> {
         self.writes += 1;
         wire::payload(self.writes, lsn, len)
@@ -245,13 +208,7 @@ fn check_after_cut(
     model: &mut Model,
 ) -> Result<Records, String> {
     let got = oracle::read_all(wal, 0, model.records.len() + 1)?;
-    let want = Expected {
-        first: model.first,
-        acked: model.acked,
-        records: &model.records,
-        checkpoints: &model.checkpoints,
-    };
-    let last = check_recovered(&got, wal, report, &want)?;
+    model.log.after_cut(&got, wal, report)?;
     if wal.meta_all() != model.meta {
         return Err(format!(
             "metadata {:?} after recovery, {:?} was set",
@@ -259,8 +216,6 @@ fn check_after_cut(
             model.meta.keys().collect::<Vec<_>>()
         ));
     }
-    model.truncate_after(last);
-    model.acked = last;
     Ok(got)
 }
 
@@ -273,11 +228,7 @@ pub fn run(data: &[u8]) -> Result<(), String> {
 pub fn run_ops(ops: &[Op]) -> Result<(), String> {
     let sim = SimDisk::new();
     let dir = Path::new("d");
-    let mut model = Model {
-        first: 1,
-        next: 1,
-        ..Model::default()
-    };
+    let mut model = Model::default();
     let (mut wal, _) = Wal::open(dir, opts(&sim)).map_err(|e| format!("create: {e}"))?;
     let max = opts(&sim).max_payload_bytes();
     for (step, op) in ops.iter().enumerate() {

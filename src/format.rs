@@ -418,10 +418,6 @@ fn validates_as_is(h: &RecordHeader, data: &[u8]) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BatchView<'a> {
     lens: &'a [u8],
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "read by the unit tests' iterator")
-    )]
     payloads: &'a [u8],
 }
 
@@ -456,7 +452,6 @@ impl<'a> BatchView<'a> {
     }
 
     /// The payloads, in order.
-    #[cfg(test)]
     pub(crate) fn iter(&self) -> BatchIter<'a> {
         BatchIter {
             lens: self.lens,
@@ -466,14 +461,12 @@ impl<'a> BatchView<'a> {
 }
 
 /// Iterator over the payloads of a batch.
-#[cfg(test)]
 #[derive(Debug, Clone)]
 pub(crate) struct BatchIter<'a> {
     lens: &'a [u8],
     payloads: &'a [u8],
 }
 
-#[cfg(test)]
 impl<'a> Iterator for BatchIter<'a> {
     type Item = &'a [u8];
 

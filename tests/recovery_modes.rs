@@ -98,12 +98,17 @@ fn check_mode(dir: &Path, seg: &Path, mode: RecoveryMode, outcome: &Outcome) {
     };
 
     let before = snapshot(dir);
-    let wal = check_open(
-        Wal::open(dir, ro),
-        seg,
-        outcome,
-        &format!("{mode:?} read-only"),
-    );
+    // The read-only open also replays during its scan: exactly the records a reader
+    // finds afterwards.
+    let mut replayed = Vec::new();
+    let res = Wal::open_replay(dir, ro, Lsn(0), |lsn, p| replayed.push((lsn.0, p.to_vec())));
+    if let (Ok(_), Recovers { records, .. }) = (&res, outcome) {
+        assert!(
+            replayed == *records,
+            "{mode:?}: the open replayed other records than it recovered"
+        );
+    }
+    let wal = check_open(res, seg, outcome, &format!("{mode:?} read-only"));
     drop(wal);
     assert!(
         snapshot(dir) == before,

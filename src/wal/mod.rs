@@ -250,7 +250,49 @@ impl Wal {
         let started = Instant::now();
         opts.validate()?;
         let (dir, lock) = lock_dir(dir.as_ref(), &opts)?;
-        Wal::open_locked(dir, opts, lock, started)
+        Wal::open_locked(dir, opts, lock, started, None)
+    }
+
+    /// Opens the log like [`Wal::open`] and replays it in the same pass: `replay` is
+    /// called with the LSN and payload of every record from `from` on, in LSN order,
+    /// while recovery verifies it, so the log is read once instead of twice (a
+    /// recovery followed by [`Wal::for_each_from`] reads every byte twice).
+    ///
+    /// `replay` sees exactly the records the opened log holds from `from` on (with
+    /// the same gaps as a reader in [`crate::RecoveryMode::SkipCorrupted`]), and it sees them
+    /// before the open has finished: when the open then fails, it returns the error
+    /// and whatever `replay` built from them must be thrown away.
+    ///
+    /// ```
+    /// use mmlog::{Lsn, Options, Wal};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let opts = Options { segment_size_bytes: 64 * 1024, ..Options::default() };
+    /// let (wal, _) = Wal::open(dir.path(), opts.clone())?;
+    /// wal.append(b"first")?;
+    /// wal.append_batch(&[b"second", b"third"])?;
+    /// wal.close()?;
+    ///
+    /// let mut seen = Vec::new();
+    /// let (wal, report) = Wal::open_replay(dir.path(), opts, Lsn(2), |lsn, payload| {
+    ///     seen.push((lsn.0, payload.to_vec()));
+    /// })?;
+    /// assert_eq!(seen, [(2, b"second".to_vec()), (3, b"third".to_vec())]);
+    /// assert_eq!(report.last_lsn, Lsn(3));
+    /// # wal.close()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_replay(
+        dir: impl AsRef<Path>,
+        opts: Options,
+        from: Lsn,
+        mut replay: impl FnMut(Lsn, &[u8]),
+    ) -> Result<(Wal, RecoveryReport)> {
+        let started = Instant::now();
+        opts.validate()?;
+        let (dir, lock) = lock_dir(dir.as_ref(), &opts)?;
+        let mut replay = recovery::Replay::new(from.0, &mut replay);
+        Wal::open_locked(dir, opts, lock, started, Some(&mut replay))
     }
 
     /// Recovers and opens the log in `dir`, whose lock the caller holds.
@@ -259,6 +301,7 @@ impl Wal {
         opts: Options,
         lock: Arc<LockHold>,
         started: Instant,
+        replay: Option<&mut recovery::Replay<'_>>,
     ) -> Result<(Wal, RecoveryReport)> {
         let env = opts.env.clone();
         let read_only = opts.read_only;
@@ -268,6 +311,7 @@ impl Wal {
             opts.recovery_mode,
             !read_only,
             opts.recovery_progress.as_ref(),
+            replay,
         )?;
         let mut report = out.report;
         let next_lsn = out.next_lsn;

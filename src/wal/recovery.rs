@@ -16,11 +16,13 @@
 //! remove files) and the caller does it, unless the log is opened read-only.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use crate::Lsn;
 use crate::error::{CorruptionKind, Error, IoOp, Result};
 use crate::format::{
-    self, FrameKind, HeaderRead, Invalid, PAGE_BYTES, SEGMENT_DATA_OFFSET, SegmentMeta, SlotDamage,
+    self, BatchView, FrameKind, FrameView, HeaderRead, Invalid, PAGE_BYTES, SEGMENT_DATA_OFFSET,
+    SegmentMeta, SlotDamage,
 };
 use crate::options::{RecoveryMode, RecoveryProgress};
 use crate::sys::{Env, Step, StorageFile};
@@ -204,6 +206,7 @@ pub(crate) fn scan(
     mode: RecoveryMode,
     writable: bool,
     progress: Option<&RecoveryProgress>,
+    replay: Option<&mut Replay<'_>>,
 ) -> Result<Outcome> {
     let storage = env.storage.as_ref();
     let mut report = RecoveryReport::new(dir.to_path_buf(), mode);
@@ -332,9 +335,29 @@ pub(crate) fn scan(
     if live.is_empty() {
         return Ok(out);
     }
+    // The checksums of the segments after the first are verified ahead of the chain
+    // on a second thread when there is enough of them to pay for it: the chain then
+    // walks frames it knows are intact without checksumming them again.
+    let ahead: u64 = live.iter().skip(1).map(|f| f.data().len() as u64).sum();
+    let verified = Verified::new(live.len());
     let mut scanner = Scanner::new(&live, mode, progress);
     let first = scanner.first_lsn()?;
-    let (end_file, end_rel, next, beyond) = scanner.run(first, &mut out.report)?;
+    let slices: Vec<(&[u8], u32)> = live.iter().map(|f| (f.data(), f.meta.epoch)).collect();
+    let (end_file, end_rel, next, beyond) = std::thread::scope(|s| {
+        if env.background && ahead >= VERIFY_AHEAD_MIN_BYTES {
+            let helper = std::thread::Builder::new()
+                .name("mmlog-verify".into())
+                .spawn_scoped(s, || verify_ahead(&slices, &verified));
+            // Without the helper nothing is ever claimed, and the chain verifies
+            // every segment itself.
+            if helper.is_ok() {
+                scanner.verified = Some(&verified);
+            }
+        }
+        let found = scanner.run(first, &mut out.report, replay);
+        verified.finish();
+        found
+    })?;
     if let Some(p) = progress {
         p.report(scanner.total, scanner.total);
     }
@@ -496,8 +519,180 @@ fn open_segment(
     }))
 }
 
+/// Data after the first segment from which a second thread verifies checksums ahead
+/// of the chain.
+const VERIFY_AHEAD_MIN_BYTES: u64 = 8 << 20;
+
+/// Segments whose frames a second thread has checksummed, walking each from its
+/// start the way the chain does, ahead of the chain.
+struct Verified {
+    state: Mutex<VerifiedState>,
+    cv: Condvar,
+}
+
+struct VerifiedState {
+    /// Taken by the helper (or by the chain, which then verifies it itself).
+    claimed: Vec<bool>,
+    /// For a segment the helper finished: the offset of the first frame that failed
+    /// to decode (every frame before it, walking from 0, is whole and intact).
+    valid_end: Vec<Option<usize>>,
+    /// The chain is done: claim nothing more.
+    stop: bool,
+    /// The helper has exited (also on a panic): wait for nothing more.
+    gone: bool,
+}
+
+impl Verified {
+    fn new(files: usize) -> Verified {
+        Verified {
+            state: Mutex::new(VerifiedState {
+                claimed: vec![false; files],
+                valid_end: vec![None; files],
+                stop: false,
+                gone: false,
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VerifiedState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next segment for the helper (never the first: the chain starts there).
+    fn claim(&self) -> Option<usize> {
+        let mut st = self.lock();
+        if st.stop {
+            return None;
+        }
+        let k = st.claimed.iter().skip(1).position(|c| !c)? + 1;
+        if let Some(c) = st.claimed.get_mut(k) {
+            *c = true;
+        }
+        Some(k)
+    }
+
+    fn done(&self, k: usize, valid_end: usize) {
+        let mut st = self.lock();
+        if let Some(v) = st.valid_end.get_mut(k) {
+            *v = Some(valid_end);
+        }
+        drop(st);
+        self.cv.notify_all();
+    }
+
+    /// For the chain entering segment `k` at its start: how far the frames are known
+    /// to be intact (waiting for the helper if it is on it), or 0 when the helper has
+    /// not got there (the segment is then the chain's to verify).
+    fn trusted(&self, k: usize) -> usize {
+        let mut st = self.lock();
+        match st.claimed.get(k) {
+            Some(false) => {
+                if let Some(c) = st.claimed.get_mut(k) {
+                    *c = true;
+                }
+                if let Some(v) = st.valid_end.get_mut(k) {
+                    *v = Some(0);
+                }
+                return 0;
+            }
+            None => return 0,
+            Some(true) => {}
+        }
+        loop {
+            if let Some(Some(end)) = st.valid_end.get(k) {
+                return *end;
+            }
+            if st.gone {
+                return 0;
+            }
+            st = self.cv.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn finish(&self) {
+        self.lock().stop = true;
+    }
+}
+
+/// The helper thread: checksums every frame of the segments it claims, from the
+/// start of each, until one does not decode.
+fn verify_ahead(files: &[(&[u8], u32)], verified: &Verified) {
+    struct Gone<'v>(&'v Verified);
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            self.0.lock().gone = true;
+            self.0.cv.notify_all();
+        }
+    }
+    let _gone = Gone(verified);
+    while let Some(k) = verified.claim() {
+        let Some(&(data, epoch)) = files.get(k) else {
+            verified.done(k, 0);
+            continue;
+        };
+        let mut rel = 0usize;
+        while let Some(here) = data.get(rel..)
+            && let Ok(fr) = format::decode_frame(here, epoch, true)
+        {
+            rel = rel.saturating_add(usize::try_from(fr.frame_bytes).unwrap_or(usize::MAX));
+        }
+        verified.done(k, rel);
+    }
+}
+
+/// Hands the records recovery keeps to a caller during the scan (see
+/// [`crate::Wal::open_replay`]).
+pub(crate) struct Replay<'r> {
+    /// The first LSN wanted.
+    from: u64,
+    f: &'r mut dyn FnMut(Lsn, &[u8]),
+    /// Records handed out.
+    pub(crate) delivered: u64,
+}
+
+impl<'r> Replay<'r> {
+    pub(crate) fn new(from: u64, f: &'r mut dyn FnMut(Lsn, &[u8])) -> Replay<'r> {
+        Replay {
+            from,
+            f,
+            delivered: 0,
+        }
+    }
+
+    /// The records of a frame the chain took, from `from` on.
+    fn frame(&mut self, fr: &FrameView<'_>) {
+        match fr.kind {
+            FrameKind::Seal => {}
+            FrameKind::Record => {
+                if fr.lsn >= self.from {
+                    (self.f)(Lsn(fr.lsn), fr.body);
+                    self.delivered += 1;
+                }
+            }
+            FrameKind::Batch => {
+                if fr.lsn.saturating_add(fr.count) <= self.from {
+                    return;
+                }
+                // `decode_frame` parsed this body already; it cannot fail here.
+                let Some(batch) = BatchView::parse(fr.body) else {
+                    return;
+                };
+                for (lsn, payload) in (fr.lsn..).zip(batch.iter()) {
+                    if lsn >= self.from {
+                        (self.f)(Lsn(lsn), payload);
+                        self.delivered += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
 struct Scanner<'a> {
     files: &'a [ScanFile],
+    /// Checksums verified ahead by a second thread, when one runs.
+    verified: Option<&'a Verified>,
     mode: RecoveryMode,
     ends: Vec<u64>,
     indexes: Vec<Vec<IndexEntry>>,
@@ -532,6 +727,7 @@ impl<'a> Scanner<'a> {
             total = total.saturating_add(f.data().len() as u64);
         }
         Scanner {
+            verified: None,
             progress,
             total,
             before,
@@ -574,6 +770,7 @@ impl<'a> Scanner<'a> {
         &mut self,
         first: u64,
         report: &mut RecoveryReport,
+        mut replay: Option<&mut Replay<'_>>,
     ) -> Result<(usize, usize, u64, Beyond)> {
         let mut at = (0usize, 0usize);
         let mut expected = first;
@@ -581,7 +778,7 @@ impl<'a> Scanner<'a> {
             *s = first;
         }
         loop {
-            let stop = self.follow(at, &mut expected);
+            let stop = self.follow(at, &mut expected, replay.as_deref_mut());
             let beyond = self.beyond(&stop);
             match self.decide(&stop, &beyond, report)? {
                 Decision::End => return Ok((stop.file, stop.rel, expected, beyond)),
@@ -618,16 +815,29 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// How far segment `k`, entered at its start, is known to be intact.
+    fn trust(&self, k: usize) -> usize {
+        self.verified.map_or(0, |v| v.trusted(k))
+    }
+
     fn frame_at(&self, file: usize, rel: usize) -> Option<format::FrameView<'a>> {
         let f = self.files.get(file)?;
         format::decode_frame(f.data().get(rel..)?, f.meta.epoch, true).ok()
     }
 
     /// Follows valid frames from `at` until something stops the chain.
-    fn follow(&mut self, at: (usize, usize), expected: &mut u64) -> Stop {
+    fn follow(
+        &mut self,
+        at: (usize, usize),
+        expected: &mut u64,
+        mut replay: Option<&mut Replay<'_>>,
+    ) -> Stop {
         let (mut i, mut rel) = at;
         let files = self.files;
         self.next_report = 0;
+        // Frames before this offset of segment `i` were found intact by the helper,
+        // walking from the segment's start as the chain does from there.
+        let mut trusted = if rel == 0 { self.trust(i) } else { 0 };
         loop {
             if rel >= self.next_report
                 && let Some(p) = self.progress
@@ -653,7 +863,7 @@ impl<'a> Scanner<'a> {
                 expected: *expected,
                 reason,
             };
-            match format::decode_frame(here, f.meta.epoch, true) {
+            match format::decode_frame(here, f.meta.epoch, rel >= trusted) {
                 Ok(fr) => {
                     let lsn_ok = if fr.kind == FrameKind::Seal {
                         fr.lsn.checked_add(1) == Some(*expected)
@@ -662,6 +872,12 @@ impl<'a> Scanner<'a> {
                     };
                     if !lsn_ok {
                         return stop(StopReason::Damage(Damage::LsnGap(fr.lsn)));
+                    }
+                    // Every frame the chain takes stays in the log (damage further on
+                    // only ever cuts after it, or fails the open): it can be replayed
+                    // now, while its bytes are in the cache.
+                    if let Some(r) = replay.as_deref_mut() {
+                        r.frame(&fr);
                     }
                     let index = self.indexes.get_mut(i);
                     if let Some(index) = index
@@ -712,6 +928,7 @@ impl<'a> Scanner<'a> {
                     }
                     i += 1;
                     rel = 0;
+                    trusted = self.trust(i);
                     self.next_report = 0;
                     if let Some(s) = self.starts.get_mut(i) {
                         *s = *expected;
@@ -729,6 +946,7 @@ impl<'a> Scanner<'a> {
                     {
                         i += 1;
                         rel = 0;
+                        trusted = self.trust(i);
                         self.next_report = 0;
                         if let Some(s) = self.starts.get_mut(i) {
                             *s = *expected;

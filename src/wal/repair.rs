@@ -87,6 +87,7 @@ pub fn repair(
         mode,
         false,
         opts.recovery_progress.as_ref(),
+        None,
     )?;
     let mut report = found.report;
     report.removed_files.extend(found.remove.iter().cloned());
@@ -129,7 +130,7 @@ pub fn repair(
     if !backups.is_empty() {
         save(&backup_dir, &backups)?;
     }
-    let (wal, _) = Wal::open_locked(dir, opts, lock, started)?;
+    let (wal, _) = Wal::open_locked(dir, opts, lock, started, None)?;
     wal.close()?;
     Ok(RepairReport {
         found: report,

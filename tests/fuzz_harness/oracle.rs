@@ -78,7 +78,16 @@ pub fn open_and_check(
     before: &Files,
 ) -> Result<Option<Records>, String> {
     let mode = opts.recovery_mode;
-    let (wal, report) = match Wal::open(dir, opts) {
+    // Opened with the replay, which must hand out exactly what a reader finds after
+    // the open.
+    let mut replayed = Vec::new();
+    let bound = record_bound(before);
+    let opened = Wal::open_replay(dir, opts, Lsn(0), |lsn, payload| {
+        if replayed.len() <= bound {
+            replayed.push((lsn.0, payload.to_vec()));
+        }
+    });
+    let (wal, report) = match opened {
         Ok(x) => x,
         Err(e) if acceptable_open_error(&e) => return Ok(None),
         // Every file removed: the simulated disk has no empty directories.
@@ -91,6 +100,18 @@ pub fn open_and_check(
     };
     let records =
         check_log(&wal, &report, before).map_err(|e| format!("{mode:?}: {e}\nreport: {report}"))?;
+    if replayed != records {
+        return Err(format!(
+            "{mode:?}: the open replayed {} records, a reader finds {} (first difference at {:?})\nreport: {report}",
+            replayed.len(),
+            records.len(),
+            replayed
+                .iter()
+                .zip(&records)
+                .position(|(a, b)| a != b)
+                .unwrap_or(replayed.len().min(records.len()))
+        ));
+    }
     wal.close()
         .map_err(|e| format!("{mode:?}: close after a good open: {e}"))?;
     Ok(Some(records))

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mmlog::{Durability, Options, Wal};
+use mmlog::{Durability, Lsn, Options, Wal};
 
 use super::{Engine, seed, timed_threads};
 use crate::workload::{Payload, Tally};
@@ -30,8 +30,8 @@ impl Engine for Mmlog {
         "`Options::default()` (64 MiB segments, prefaulted, recycled). Bulk: \
          `append_with(_, Durability::None)` per record, then `sync()`. Durable: \
          `append_with(_, Durability::Sync)` for the record that closes each durable unit, \
-         `Durability::None` for the others. Recovery: `Wal::open` (which checks every \
-         record's CRC32C) and `iter_from(first_lsn)` over borrowed payloads."
+         `Durability::None` for the others. Recovery: `Wal::open_replay`, which checks every \
+         record's CRC32C and hands each payload (borrowed) to the caller in the same pass."
     }
 
     fn bulk(&self, dir: &Path, record_bytes: usize, records: u64) -> Duration {
@@ -84,11 +84,13 @@ impl Engine for Mmlog {
 
     fn recover(&self, dir: &Path, record_bytes: usize, records: u64) -> Duration {
         let started = Instant::now();
-        let wal = open(dir, Durability::Sync);
         let mut tally = Tally::default();
-        for record in wal.iter_from(wal.first_lsn()).expect("mmlog: iter_from") {
-            tally.see(record.expect("mmlog: read").payload());
-        }
+        let opts = Options {
+            durability: Durability::Sync,
+            ..Options::default()
+        };
+        let (wal, _report) = Wal::open_replay(dir, opts, Lsn(0), |_, payload| tally.see(payload))
+            .expect("mmlog: open_replay");
         let took = started.elapsed();
         wal.close().expect("mmlog: close");
         tally.check(self.name(), records, record_bytes);

@@ -361,6 +361,78 @@ fn close_settles_every_pending_waiter() {
     assert!(matches!(r, Err(Error::Closed)), "after close: {r:?}");
 }
 
+/// Waits for a callback's result and requires `Error::NotFound` for `lsn`.
+fn expect_not_found(r: mmlog::Result<()>, lsn: u64, when: &str) {
+    match r {
+        Err(Error::NotFound { lsn: l }) => assert_eq!(l, Lsn(lsn), "{when}"),
+        other => panic!("{when}: expected NotFound for {lsn}, got {other:?}"),
+    }
+}
+
+#[test]
+fn waiters_of_truncated_or_reset_records_fail_even_when_the_lsn_is_reused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fp = Arc::new(Failpoints::new());
+    // No background thread: nothing becomes durable unless the test syncs.
+    let (wal, _) = Wal::open(dir.path(), no_background(&fp)).expect("open");
+    let last = append_n(&wal, 10);
+    assert_eq!(last, Lsn(10));
+    assert_eq!(wal.durable(), Lsn(0), "nothing synced yet");
+    let (tx, rx) = mpsc::channel();
+    let watch = |lsn: u64| {
+        let tx = tx.clone();
+        wal.on_durable(Lsn(lsn), move |r| {
+            let _ = tx.send((lsn, r));
+        });
+    };
+    watch(4);
+    watch(8);
+    let gone_future = wal.durable_future(Lsn(9));
+    let kept_future = wal.durable_future(Lsn(5));
+
+    wal.truncate_after(Lsn(5)).expect("truncate");
+    let (lsn, r) = rx
+        .recv_timeout(PATIENCE)
+        .expect("the truncation fired nobody");
+    assert_eq!(
+        lsn, 8,
+        "only the watcher of a truncated record fires: {r:?}"
+    );
+    expect_not_found(r, 8, "callback of a truncated record");
+    expect_not_found(block_on(gone_future), 9, "future of a truncated record");
+
+    // LSNs 6..=10 again, now other records: made durable, they satisfy only the
+    // watchers of records that survived.
+    assert_eq!(append_n(&wal, 5), Lsn(10));
+    wal.sync().expect("sync");
+    let (lsn, r) = rx.recv_timeout(PATIENCE).expect("the sync fired nobody");
+    assert_eq!(lsn, 4);
+    r.expect("record 4 survived and is durable");
+    block_on(kept_future).expect("record 5 survived and is durable");
+    assert!(
+        rx.try_recv().is_err(),
+        "the truncated watcher of 8 fired twice"
+    );
+
+    // A reset drops every record that is not durable; the new watermark (next - 1)
+    // must not count as their sync.
+    assert_eq!(append_n(&wal, 3), Lsn(13));
+    watch(12);
+    let reset_future = wal.durable_future(Lsn(13));
+    wal.reset(Lsn(100)).expect("reset");
+    let (lsn, r) = rx.recv_timeout(PATIENCE).expect("the reset fired nobody");
+    assert_eq!(lsn, 12);
+    expect_not_found(r, 12, "callback of a record the reset dropped");
+    expect_not_found(
+        block_on(reset_future),
+        13,
+        "future of a record the reset dropped",
+    );
+    drop(tx);
+    wal.close().expect("close");
+    assert!(rx.recv().is_err(), "a watcher fired after the reset");
+}
+
 // ----- threads -------------------------------------------------------------------------
 
 /// Threads of this process, by name.

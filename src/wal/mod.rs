@@ -585,7 +585,8 @@ impl Wal {
     }
 
     /// A future that resolves once `lsn` is durable, or with the error that makes it
-    /// impossible (poisoned, closed). For async code: it works with any executor, and
+    /// impossible (poisoned, closed, or [`Error::NotFound`] once its record is
+    /// truncated or reset away, even if a later record reuses the LSN). For async code: it works with any executor, and
     /// the thread that makes `lsn` durable wakes the task. It asks the background
     /// thread for a sync, so it resolves even if nothing else syncs (unless the log's
     /// `Env` has no background thread; then a sync by someone else resolves it).
@@ -593,8 +594,8 @@ impl Wal {
         DurableFuture::new(Arc::clone(&self.shared), lsn.0)
     }
 
-    /// Calls `f` once `lsn` is durable, or with the error that makes it impossible.
-    /// It runs on the thread that made `lsn` durable (or on this one, at once, if it is
+    /// Calls `f` once `lsn` is durable, or with the error that makes it impossible
+    /// (as for [`Wal::durable_future`]). It runs on the thread that made `lsn` durable (or on this one, at once, if it is
     /// durable already), so it should be short and must not block on this log.
     pub fn on_durable(&self, lsn: Lsn, f: impl FnOnce(Result<()>) + Send + 'static) {
         self.shared.on_durable(lsn.0, Box::new(f));
@@ -1060,6 +1061,8 @@ impl Shared {
             self.appended.store(lsn, Ordering::SeqCst);
             *durable = (*durable).min(lsn);
             self.install_active(&mut w, fresh, cursor);
+            // Before anything can make a new record at a truncated LSN durable.
+            self.watchers.fail_after(lsn);
             Ok(())
         })?;
         let seq = w.active.as_ref().map(|(s, _)| s.seq);
@@ -1126,6 +1129,9 @@ impl Shared {
             let cursor = fresh
                 .take_cursor(SEGMENT_DATA_OFFSET)
                 .ok_or_else(|| Error::InvalidArgument("new segment in use (bug)".into()))?;
+            // Every record not yet durable is gone: its watchers fail now, before the
+            // new watermark (`next - 1`) could fire them as if it had been synced.
+            self.watchers.fail_after(*durable);
             w.active = None;
             w.next_lsn = next;
             self.reserved_hint.store(next - 1, Ordering::SeqCst);

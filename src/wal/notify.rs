@@ -2,7 +2,8 @@
 //! code, with no runtime pulled into mmlog) and a callback.
 //!
 //! Watchers are kept in a list and fired by whoever raises the durable watermark, or
-//! with an error when the log is poisoned or closed. A watcher also asks the background
+//! with an error when the log is poisoned or closed, or when their record is
+//! truncated or reset away. A watcher also asks the background
 //! thread for a sync, so it resolves even when no other thread syncs.
 
 use std::fmt;
@@ -100,16 +101,42 @@ impl Watchers {
                 Some(make) if fail_durable_too || w.lsn > durable => Err(make()),
                 _ => Ok(()),
             };
-            match w.notify {
-                Notify::Waker(waker) => {
-                    self.done
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push((w.id, result));
-                    waker.wake();
-                }
-                Notify::Callback(f) => f(result),
+            self.deliver(w, result);
+        }
+    }
+
+    /// Fails every watcher of an LSN after `last` with [`Error::NotFound`]: their
+    /// records were truncated or reset away, and a later record that reuses the LSN
+    /// is not the one they wait for.
+    pub(crate) fn fail_after(&self, last: u64) {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let gone: Vec<Watcher> = {
+            let mut list = self.lock();
+            let (gone, keep): (Vec<Watcher>, Vec<Watcher>) = std::mem::take(&mut *list)
+                .into_iter()
+                .partition(|w| w.lsn > last);
+            *list = keep;
+            self.count.store(list.len(), Ordering::Release);
+            gone
+        };
+        for w in gone {
+            let lsn = Lsn(w.lsn);
+            self.deliver(w, Err(Error::NotFound { lsn }));
+        }
+    }
+
+    fn deliver(&self, w: Watcher, result: Result<()>) {
+        match w.notify {
+            Notify::Waker(waker) => {
+                self.done
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((w.id, result));
+                waker.wake();
             }
+            Notify::Callback(f) => f(result),
         }
     }
 }
@@ -121,7 +148,11 @@ impl Watchers {
 pub struct DurableFuture {
     shared: Arc<Shared>,
     lsn: u64,
+    /// The watcher, listed from creation (not from the first poll) so that a
+    /// truncation or reset before the first poll still fails it.
     id: Option<u64>,
+    /// Whether the background thread was asked for a sync (at the first poll).
+    asked: bool,
 }
 
 impl fmt::Debug for DurableFuture {
@@ -134,10 +165,20 @@ impl fmt::Debug for DurableFuture {
 
 impl DurableFuture {
     pub(crate) fn new(shared: Arc<Shared>, lsn: u64) -> DurableFuture {
+        // Decided already (durable, or never can be): the first poll says so.
+        let id = match shared.durable_outcome(lsn) {
+            Some(_) => None,
+            None => Some(
+                shared
+                    .watchers
+                    .add(lsn, Notify::Waker(Waker::noop().clone())),
+            ),
+        };
         DurableFuture {
             shared,
             lsn,
-            id: None,
+            id,
+            asked: false,
         }
     }
 }
@@ -162,7 +203,12 @@ impl Future for DurableFuture {
             return Poll::Ready(result);
         }
         match self.id {
-            Some(id) if shared.watchers.rewake(id, cx.waker()) => {}
+            Some(id) if shared.watchers.rewake(id, cx.waker()) => {
+                if !self.asked {
+                    self.asked = true;
+                    shared.request_sync();
+                }
+            }
             Some(id) => {
                 // Fired between the checks above: the result is waiting.
                 if let Some(result) = shared.watchers.take_done(id) {
@@ -175,6 +221,7 @@ impl Future for DurableFuture {
                     .watchers
                     .add(self.lsn, Notify::Waker(cx.waker().clone()));
                 self.id = Some(id);
+                self.asked = true;
                 shared.request_sync();
             }
         }

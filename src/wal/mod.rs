@@ -595,8 +595,10 @@ impl Wal {
     }
 
     /// Calls `f` once `lsn` is durable, or with the error that makes it impossible
-    /// (as for [`Wal::durable_future`]). It runs on the thread that made `lsn` durable (or on this one, at once, if it is
-    /// durable already), so it should be short and must not block on this log.
+    /// (as for [`Wal::durable_future`]). It runs on the thread that made `lsn` durable
+    /// (or on this one, at once, if it is durable already), so it should be short. It
+    /// must not call into this log: that thread may be inside [`Wal::close`] or an
+    /// append, holding the log's locks. Hand such work to another thread instead.
     pub fn on_durable(&self, lsn: Lsn, f: impl FnOnce(Result<()>) + Send + 'static) {
         self.shared.on_durable(lsn.0, Box::new(f));
     }
@@ -1033,7 +1035,8 @@ impl Shared {
             .ok_or_else(|| Error::InvalidArgument("no segment holds the cut (bug)".into()))?;
         let offset = frame_offset(&seg, cut)?;
         let stale = self.maint.discard();
-        self.exclusive(|durable| {
+        let mut settled = notify::Settled::default();
+        let result = self.exclusive(|durable| {
             self.seal_segment(&seg, offset)?;
             let removed: Vec<Arc<Segment>> = {
                 let mut list = self
@@ -1057,16 +1060,22 @@ impl Shared {
                 .take_cursor(SEGMENT_DATA_OFFSET)
                 .ok_or_else(|| Error::InvalidArgument("new segment in use (bug)".into()))?;
             w.next_lsn = cut;
-            self.reserved_hint.store(lsn, Ordering::SeqCst);
-            self.appended.store(lsn, Ordering::SeqCst);
             *durable = (*durable).min(lsn);
+            // The watermarks move in the same step that takes the watchers of the
+            // truncated records, so no watcher is listed against the old ones.
+            settled = self.watchers.cut(|| {
+                self.reserved_hint.store(lsn, Ordering::SeqCst);
+                self.appended.store(lsn, Ordering::SeqCst);
+                self.durable.store(*durable, Ordering::Release);
+                lsn
+            });
             self.install_active(&mut w, fresh, cursor);
-            // Before anything can make a new record at a truncated LSN durable.
-            self.watchers.fail_after(lsn);
             Ok(())
-        })?;
+        });
         let seq = w.active.as_ref().map(|(s, _)| s.seq);
         drop(w);
+        settled.tell();
+        result?;
         // Waiters for truncated LSNs give up.
         let g = self
             .notify_lock
@@ -1100,7 +1109,8 @@ impl Shared {
         }
         self.drain_in_flight(&w);
         let stale = self.maint.discard();
-        self.exclusive(|durable| {
+        let mut settled = notify::Settled::default();
+        let result = self.exclusive(|durable| {
             let old: Vec<Arc<Segment>> = std::mem::take(
                 &mut *self
                     .segments
@@ -1129,14 +1139,19 @@ impl Shared {
             let cursor = fresh
                 .take_cursor(SEGMENT_DATA_OFFSET)
                 .ok_or_else(|| Error::InvalidArgument("new segment in use (bug)".into()))?;
-            // Every record not yet durable is gone: its watchers fail now, before the
-            // new watermark (`next - 1`) could fire them as if it had been synced.
-            self.watchers.fail_after(*durable);
+            // Every record not yet durable is gone: its watchers fail in the same
+            // step that moves the watermarks, so the new one (`next - 1`) never
+            // fires them as if they had been synced.
+            let gone_after = *durable;
             w.active = None;
             w.next_lsn = next;
-            self.reserved_hint.store(next - 1, Ordering::SeqCst);
-            self.appended.store(next - 1, Ordering::SeqCst);
             *durable = next - 1;
+            settled = self.watchers.cut(|| {
+                self.reserved_hint.store(next - 1, Ordering::SeqCst);
+                self.appended.store(next - 1, Ordering::SeqCst);
+                self.durable.store(next - 1, Ordering::Release);
+                gone_after
+            });
             self.first_lsn.store(next, Ordering::Release);
             self.install_active(&mut w, fresh, cursor);
             // Clean-up: the old segments are dead already; a failure here leaves files
@@ -1158,9 +1173,11 @@ impl Shared {
                 .segments_removed
                 .fetch_add(count, Ordering::Relaxed);
             Ok(())
-        })?;
+        });
         let seq = w.active.as_ref().map(|(s, _)| s.seq);
         drop(w);
+        settled.tell();
+        result?;
         let g = self
             .notify_lock
             .lock()

@@ -3,8 +3,16 @@
 //!
 //! Watchers are kept in a list and fired by whoever raises the durable watermark, or
 //! with an error when the log is poisoned or closed, or when their record is
-//! truncated or reset away. A watcher also asks the background
-//! thread for a sync, so it resolves even when no other thread syncs.
+//! truncated or reset away.
+//!
+//! One mutex covers the list and the results waiting for futures, and the decisions
+//! that must not interleave are taken under it: a registration checks the watermark
+//! and lists the watcher; a firing reads the watermark and settles the watchers at
+//! or below it; a truncation or reset moves the watermark and takes the watchers of
+//! the records it drops. So a watcher is never listed against a watermark (or a
+//! log) that has already moved past its decision. Callbacks and wakers run after the
+//! mutex is released (and, for a truncation, after the log's own locks are too): a
+//! callback may call into the log.
 
 use std::fmt;
 use std::future::Future;
@@ -29,115 +37,178 @@ struct Watcher {
     notify: Notify,
 }
 
+#[derive(Default)]
+struct Inner {
+    list: Vec<Watcher>,
+    /// Results for futures whose watcher fired: `(id, result)`. An entry is added in
+    /// the same critical section that takes its watcher off `list`, so a future
+    /// always finds its watcher in one or the other (until it takes the result or is
+    /// dropped).
+    done: Vec<(u64, Result<()>)>,
+}
+
 /// Watchers of one log.
 #[derive(Default)]
 pub(crate) struct Watchers {
-    list: Mutex<Vec<Watcher>>,
+    inner: Mutex<Inner>,
     /// `list.len()`, for a lock-free "anyone there?".
     count: AtomicUsize,
     next_id: AtomicU64,
-    /// Results for futures whose watcher fired: `(id, result)`.
-    done: Mutex<Vec<(u64, Result<()>)>>,
+}
+
+/// Watchers settled under the mutex, to be told once every lock is released.
+#[must_use = "settled watchers must be told"]
+#[derive(Default)]
+pub(crate) struct Settled(Vec<Tell>);
+
+enum Tell {
+    Wake(Waker),
+    Call(Box<dyn FnOnce(Result<()>) + Send>, Result<()>),
+}
+
+impl Settled {
+    /// Wakes the futures and runs the callbacks. Call with no lock of the log held.
+    pub(crate) fn tell(self) {
+        for t in self.0 {
+            match t {
+                Tell::Wake(waker) => waker.wake(),
+                Tell::Call(f, result) => f(result),
+            }
+        }
+    }
 }
 
 impl Watchers {
-    fn lock(&self) -> MutexGuard<'_, Vec<Watcher>> {
-        self.list.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn add(&self, lsn: u64, notify: Notify) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut list = self.lock();
-        list.push(Watcher { id, lsn, notify });
-        self.count.store(list.len(), Ordering::Release);
-        id
+    fn recount(&self, inner: &Inner) {
+        self.count.store(inner.list.len(), Ordering::Release);
     }
 
-    /// Replaces the waker of future `id` (it may have moved to another task).
-    fn rewake(&self, id: u64, waker: &Waker) -> bool {
-        let mut list = self.lock();
-        match list.iter_mut().find(|w| w.id == id) {
-            Some(w) => {
-                if let Notify::Waker(old) = &w.notify
-                    && !old.will_wake(waker)
-                {
-                    w.notify = Notify::Waker(waker.clone());
-                }
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn take_done(&self, id: u64) -> Option<Result<()>> {
-        let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
-        let at = done.iter().position(|(i, _)| *i == id)?;
-        Some(done.swap_remove(at).1)
-    }
-
-    /// Fires every watcher whose LSN is at or below `durable` with success, and, when
-    /// `failure` is given, every other one with its error (every one, when
-    /// `fail_durable_too`).
-    pub(crate) fn fire(
+    /// Lists a watcher of `lsn` unless `outcome` (called under the mutex) has decided
+    /// it already; then hands the notification back with the result.
+    fn register(
         &self,
-        durable: u64,
+        lsn: u64,
+        notify: Notify,
+        outcome: impl FnOnce() -> Option<Result<()>>,
+    ) -> std::result::Result<u64, (Notify, Result<()>)> {
+        let mut inner = self.lock();
+        if let Some(result) = outcome() {
+            return Err((notify, result));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        inner.list.push(Watcher { id, lsn, notify });
+        self.recount(&inner);
+        Ok(id)
+    }
+
+    /// Moves every watcher `settle` decides (given its LSN) off the list; results of
+    /// futures go to `done` at once, and what must be told is returned.
+    fn settle_where(
+        inner: &mut Inner,
+        mut settle: impl FnMut(u64) -> Option<Result<()>>,
+    ) -> Settled {
+        let mut told = Vec::new();
+        let mut keep = Vec::with_capacity(inner.list.len());
+        for w in std::mem::take(&mut inner.list) {
+            match settle(w.lsn) {
+                None => keep.push(w),
+                Some(result) => match w.notify {
+                    Notify::Waker(waker) => {
+                        inner.done.push((w.id, result));
+                        told.push(Tell::Wake(waker));
+                    }
+                    Notify::Callback(f) => told.push(Tell::Call(f, result)),
+                },
+            }
+        }
+        inner.list = keep;
+        Settled(told)
+    }
+
+    /// Settles every watcher whose LSN is at or below the watermark (read under the
+    /// mutex) with success, and, when `failure` is given, every other one with its
+    /// error (every one, when `fail_durable_too`).
+    fn fire(
+        &self,
+        durable: impl FnOnce() -> u64,
         failure: Option<&dyn Fn() -> Error>,
         fail_durable_too: bool,
     ) {
         if self.count.load(Ordering::Acquire) == 0 {
             return;
         }
-        let ready: Vec<Watcher> = {
-            let mut list = self.lock();
-            let (ready, keep): (Vec<Watcher>, Vec<Watcher>) = std::mem::take(&mut *list)
-                .into_iter()
-                .partition(|w| failure.is_some() || w.lsn <= durable);
-            *list = keep;
-            self.count.store(list.len(), Ordering::Release);
-            ready
+        let settled = {
+            let mut inner = self.lock();
+            let durable = durable();
+            let settled = Self::settle_where(&mut inner, |lsn| match failure {
+                Some(make) if fail_durable_too || lsn > durable => Some(Err(make())),
+                Some(_) => Some(Ok(())),
+                None if lsn <= durable => Some(Ok(())),
+                None => None,
+            });
+            self.recount(&inner);
+            settled
         };
-        for w in ready {
-            let result = match failure {
-                Some(make) if fail_durable_too || w.lsn > durable => Err(make()),
-                _ => Ok(()),
-            };
-            self.deliver(w, result);
-        }
+        settled.tell();
     }
 
-    /// Fails every watcher of an LSN after `last` with [`Error::NotFound`]: their
-    /// records were truncated or reset away, and a later record that reuses the LSN
-    /// is not the one they wait for.
-    pub(crate) fn fail_after(&self, last: u64) {
-        if self.count.load(Ordering::Acquire) == 0 {
-            return;
-        }
-        let gone: Vec<Watcher> = {
-            let mut list = self.lock();
-            let (gone, keep): (Vec<Watcher>, Vec<Watcher>) = std::mem::take(&mut *list)
-                .into_iter()
-                .partition(|w| w.lsn > last);
-            *list = keep;
-            self.count.store(list.len(), Ordering::Release);
-            gone
-        };
-        for w in gone {
-            let lsn = Lsn(w.lsn);
-            self.deliver(w, Err(Error::NotFound { lsn }));
-        }
+    /// For a truncation or reset: runs `cut` (which moves the log's watermarks and
+    /// returns the last LSN whose record survives) under the mutex, and settles every
+    /// watcher after that LSN with [`Error::NotFound`]: a later record that reuses the
+    /// LSN is not the one it waits for. The caller tells them once its locks are
+    /// released.
+    pub(crate) fn cut(&self, cut: impl FnOnce() -> u64) -> Settled {
+        let mut inner = self.lock();
+        let last = cut();
+        let settled = Self::settle_where(&mut inner, |lsn| {
+            (lsn > last).then_some(Err(Error::NotFound { lsn: Lsn(lsn) }))
+        });
+        self.recount(&inner);
+        settled
     }
 
-    fn deliver(&self, w: Watcher, result: Result<()>) {
-        match w.notify {
-            Notify::Waker(waker) => {
-                self.done
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push((w.id, result));
-                waker.wake();
-            }
-            Notify::Callback(f) => f(result),
+    /// For a listed future: its result if it was settled, or else `outcome` (under
+    /// the mutex) if that decides it; otherwise the future stays listed with `waker`.
+    fn poll_listed(
+        &self,
+        id: u64,
+        waker: &Waker,
+        outcome: impl FnOnce() -> Option<Result<()>>,
+    ) -> Option<Result<()>> {
+        let mut inner = self.lock();
+        if let Some(at) = inner.done.iter().position(|(i, _)| *i == id) {
+            return Some(inner.done.swap_remove(at).1);
         }
+        let Some(at) = inner.list.iter().position(|w| w.id == id) else {
+            // Neither listed nor settled cannot happen; never wait forever on it.
+            return Some(Err(Error::Closed));
+        };
+        if let Some(result) = outcome() {
+            // Still listed, so nothing cut it since it was listed: the watermark
+            // speaks for the same record.
+            inner.list.swap_remove(at);
+            self.recount(&inner);
+            return Some(result);
+        }
+        if let Some(w) = inner.list.get_mut(at)
+            && let Notify::Waker(old) = &w.notify
+            && !old.will_wake(waker)
+        {
+            w.notify = Notify::Waker(waker.clone());
+        }
+        None
+    }
+
+    /// Forgets a future's watcher and any result waiting for it.
+    fn forget(&self, id: u64) {
+        let mut inner = self.lock();
+        inner.list.retain(|w| w.id != id);
+        inner.done.retain(|(i, _)| *i != id);
+        self.recount(&inner);
     }
 }
 
@@ -148,11 +219,20 @@ impl Watchers {
 pub struct DurableFuture {
     shared: Arc<Shared>,
     lsn: u64,
-    /// The watcher, listed from creation (not from the first poll) so that a
-    /// truncation or reset before the first poll still fails it.
-    id: Option<u64>,
-    /// Whether the background thread was asked for a sync (at the first poll).
-    asked: bool,
+    state: FutureState,
+}
+
+enum FutureState {
+    /// Decided when the future was created (durable already, or never can be).
+    Decided(Option<Result<()>>),
+    /// Listed from creation (not from the first poll), so that a truncation or reset
+    /// before the first poll still reaches it. `asked`: the background thread was
+    /// asked for a sync (at the first poll).
+    Listed {
+        id: u64,
+        asked: bool,
+    },
+    Finished,
 }
 
 impl fmt::Debug for DurableFuture {
@@ -165,21 +245,21 @@ impl fmt::Debug for DurableFuture {
 
 impl DurableFuture {
     pub(crate) fn new(shared: Arc<Shared>, lsn: u64) -> DurableFuture {
-        // Decided already (durable, or never can be): the first poll says so.
-        let id = match shared.durable_outcome(lsn) {
-            Some(_) => None,
-            None => Some(
-                shared
-                    .watchers
-                    .add(lsn, Notify::Waker(Waker::noop().clone())),
-            ),
-        };
-        DurableFuture {
-            shared,
-            lsn,
-            id,
-            asked: false,
-        }
+        let state =
+            match shared
+                .watchers
+                .register(lsn, Notify::Waker(Waker::noop().clone()), || {
+                    shared.durable_outcome(lsn)
+                }) {
+                Ok(id) => FutureState::Listed { id, asked: false },
+                Err((_, result)) => FutureState::Decided(Some(result)),
+            };
+        DurableFuture { shared, lsn, state }
+    }
+
+    /// The LSN this future waits for.
+    pub fn lsn(&self) -> Lsn {
+        Lsn(self.lsn)
     }
 }
 
@@ -187,61 +267,44 @@ impl Future for DurableFuture {
     type Output = Result<()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let shared = Arc::clone(&self.shared);
-        if let Some(id) = self.id
-            && let Some(result) = shared.watchers.take_done(id)
-        {
-            self.id = None;
-            return Poll::Ready(result);
-        }
-        if let Some(result) = shared.durable_outcome(self.lsn) {
-            if let Some(id) = self.id.take() {
-                // Fired meanwhile, or still listed: either way this future is done.
-                let _ = shared.watchers.take_done(id);
-                shared.forget_watcher(id);
+        let this = &mut *self;
+        match &mut this.state {
+            FutureState::Decided(result) => {
+                let result = result.take().unwrap_or(Err(Error::Closed));
+                this.state = FutureState::Finished;
+                Poll::Ready(result)
             }
-            return Poll::Ready(result);
-        }
-        match self.id {
-            Some(id) if shared.watchers.rewake(id, cx.waker()) => {
-                if !self.asked {
-                    self.asked = true;
-                    shared.request_sync();
-                }
-            }
-            Some(id) => {
-                // Fired between the checks above: the result is waiting.
-                if let Some(result) = shared.watchers.take_done(id) {
-                    self.id = None;
-                    return Poll::Ready(result);
-                }
-            }
-            None => {
-                let id = shared
+            FutureState::Listed { id, asked } => {
+                let (id, first) = (*id, !*asked);
+                let shared = &this.shared;
+                let lsn = this.lsn;
+                match shared
                     .watchers
-                    .add(self.lsn, Notify::Waker(cx.waker().clone()));
-                self.id = Some(id);
-                self.asked = true;
-                shared.request_sync();
+                    .poll_listed(id, cx.waker(), || shared.durable_outcome(lsn))
+                {
+                    Some(result) => {
+                        this.state = FutureState::Finished;
+                        Poll::Ready(result)
+                    }
+                    None => {
+                        if first {
+                            this.state = FutureState::Listed { id, asked: true };
+                            shared.request_sync();
+                        }
+                        Poll::Pending
+                    }
+                }
             }
+            // Polled after completion: the contract allows anything but UB.
+            FutureState::Finished => Poll::Ready(Err(Error::Closed)),
         }
-        // The watermark may have moved while registering: check once more.
-        if let Some(result) = shared.durable_outcome(self.lsn) {
-            if let Some(id) = self.id.take() {
-                let _ = shared.watchers.take_done(id);
-                shared.forget_watcher(id);
-            }
-            return Poll::Ready(result);
-        }
-        Poll::Pending
     }
 }
 
 impl Drop for DurableFuture {
     fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            let _ = self.shared.watchers.take_done(id);
-            self.shared.forget_watcher(id);
+        if let FutureState::Listed { id, .. } = self.state {
+            self.shared.watchers.forget(id);
         }
     }
 }
@@ -267,20 +330,14 @@ impl Shared {
 
     /// Calls `f` once `lsn` is durable (or with the error that makes it impossible).
     pub(crate) fn on_durable(&self, lsn: u64, f: Box<dyn FnOnce(Result<()>) + Send>) {
-        if let Some(result) = self.durable_outcome(lsn) {
-            f(result);
-            return;
+        match self
+            .watchers
+            .register(lsn, Notify::Callback(f), || self.durable_outcome(lsn))
+        {
+            Ok(_) => self.request_sync(),
+            Err((Notify::Callback(f), result)) => f(result),
+            Err((Notify::Waker(_), _)) => {}
         }
-        self.watchers.add(lsn, Notify::Callback(f));
-        // The watermark may have moved while registering.
-        self.fire_watchers();
-        self.request_sync();
-    }
-
-    fn forget_watcher(&self, id: u64) {
-        let mut list = self.watchers.lock();
-        list.retain(|w| w.id != id);
-        self.watchers.count.store(list.len(), Ordering::Release);
     }
 
     /// Fires the watchers the durable watermark (or a poisoning, or the close) has
@@ -289,7 +346,7 @@ impl Shared {
         if self.watchers.count.load(Ordering::Acquire) == 0 {
             return;
         }
-        let durable = self.durable.load(Ordering::Acquire);
+        let durable = || self.durable.load(Ordering::Acquire);
         match self.check_poison() {
             Err(Error::Poisoned { cause }) => {
                 let make = move || Error::Poisoned {
@@ -307,13 +364,5 @@ impl Shared {
     /// Asks the background thread for a sync (a watcher is waiting).
     fn request_sync(&self) {
         self.maint.request_sync();
-    }
-}
-
-/// The LSN a future watches.
-impl DurableFuture {
-    /// The LSN this future waits for.
-    pub fn lsn(&self) -> Lsn {
-        Lsn(self.lsn)
     }
 }

@@ -242,3 +242,48 @@ fn verifying_ahead_on_a_second_thread_changes_nothing() {
         }
     }
 }
+
+/// A replay that panics part way (a server's bug) unwinds out of the open without
+/// waiting for the checksum helper to finish the log, and leaves the directory
+/// unlocked and unchanged for the next open.
+#[test]
+fn a_panicking_replay_unwinds_and_releases_the_log() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = Options {
+        segment_size_bytes: 1024 * 1024,
+        prefault: false,
+        durability: mmlog::Durability::None,
+        ..Options::default()
+    };
+    let (wal, _) = Wal::open(dir.path(), opts.clone()).expect("create");
+    // 12 MiB: past the size from which a second thread verifies ahead.
+    let records = 3 * 1024u64;
+    for lsn in 1..=records {
+        wal.append(&payload(5, lsn, 4000)).expect("append");
+    }
+    wal.close().expect("close");
+    let before = common::built::snapshot(dir.path());
+
+    let mut seen = 0u64;
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Wal::open_replay(dir.path(), opts.clone(), Lsn(0), |lsn, _| {
+            seen += 1;
+            if lsn.0 == 10 {
+                panic!("the server's replay failed");
+            }
+        })
+    }));
+    assert!(
+        unwound.is_err(),
+        "the replay's panic did not reach the caller"
+    );
+    assert_eq!(seen, 10, "records replayed before the panic");
+    assert!(
+        common::built::snapshot(dir.path()) == before,
+        "the panicked open changed the files"
+    );
+
+    let (wal, records_back) = replay(dir.path(), opts, 0).expect("reopen after the panic");
+    assert_eq!(records_back.len() as u64, records);
+    wal.close().expect("close");
+}

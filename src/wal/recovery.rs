@@ -344,6 +344,10 @@ pub(crate) fn scan(
     let first = scanner.first_lsn()?;
     let slices: Vec<(&[u8], u32)> = live.iter().map(|f| (f.data(), f.meta.epoch)).collect();
     let (end_file, end_rel, next, beyond) = std::thread::scope(|s| {
+        // The helper claims nothing more once the chain is done, also when the chain
+        // (or the caller's replay) panics: the scope then joins it after at most the
+        // segment it is on.
+        let _finish = Finish(&verified);
         if env.background && ahead >= VERIFY_AHEAD_MIN_BYTES {
             let helper = std::thread::Builder::new()
                 .name("mmlog-verify".into())
@@ -354,9 +358,7 @@ pub(crate) fn scan(
                 scanner.verified = Some(&verified);
             }
         }
-        let found = scanner.run(first, &mut out.report, replay);
-        verified.finish();
-        found
+        scanner.run(first, &mut out.report, replay)
     })?;
     if let Some(p) = progress {
         p.report(scanner.total, scanner.total);
@@ -612,6 +614,15 @@ impl Verified {
 
     fn finish(&self) {
         self.lock().stop = true;
+    }
+}
+
+/// Stops the helper from claiming more segments when dropped.
+struct Finish<'v>(&'v Verified);
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        self.0.finish();
     }
 }
 

@@ -186,3 +186,69 @@ fn metadata_under_power_cuts_is_the_old_or_the_new_value() {
         }
     }
 }
+
+/// FAULTS D25 for the metadata file: a read error on either slot fails the open (never
+/// a fall-back to the other, older slot, which for a Raft vote would be unsafe), and a
+/// file cut below its two slots is damage, not an older value.
+#[test]
+fn a_metadata_read_error_or_a_cut_file_fails_the_open_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // No background thread: no segment is prepared ahead at a moment of its choosing,
+    // so every open below reads the same files.
+    let opts = |fp: &Arc<Failpoints>| Options {
+        env: mmlog::Env::with_failpoints(Arc::clone(fp)).without_background(),
+        ..small()
+    };
+    let (wal, _) = Wal::open(dir.path(), opts(&Arc::new(Failpoints::new()))).unwrap();
+    // Both slots hold a copy: the newest (term 4) in slot 1.
+    wal.set_meta("vote", b"term 3").unwrap();
+    wal.set_meta("vote", b"term 4").unwrap();
+    fill(&wal, 1, 40);
+    wal.close().unwrap();
+
+    // Every read of the open, one at a time, fails with EIO.
+    let counting = Arc::new(Failpoints::new());
+    let (wal, _) = Wal::open(dir.path(), opts(&counting)).unwrap();
+    assert_eq!(wal.meta("vote").as_deref(), Some(&b"term 4"[..]));
+    wal.close().unwrap();
+    let reads = counting.hits(Step::SegmentRead);
+    let before = common::built::snapshot(dir.path());
+    let mut meta_reads = 0;
+    for k in 0..reads {
+        let fp = Arc::new(Failpoints::new());
+        fp.arm_once(Step::SegmentRead, k, FailAction::Errno(5));
+        match Wal::open(dir.path(), opts(&fp)) {
+            Ok((wal, _)) => panic!(
+                "read {k} failed, yet the open succeeded with vote {:?}",
+                wal.meta("vote")
+            ),
+            Err(Error::Io { op, path, source }) => {
+                assert_eq!(op, mmlog::IoOp::Read, "read {k}");
+                assert_eq!(source.raw_os_error(), Some(5), "read {k}");
+                if path.file_name().is_some_and(|n| n == "META") {
+                    meta_reads += 1;
+                }
+            }
+            Err(e) => panic!("read {k}: {e:?}"),
+        }
+        assert!(
+            common::built::snapshot(dir.path()) == before,
+            "read {k}: the failed open changed the files"
+        );
+    }
+    assert_eq!(
+        meta_reads, 2,
+        "both slots are read, and each failure counts"
+    );
+
+    // The file cut to its first slot (which holds the older value).
+    let meta = dir.path().join("META");
+    let f = std::fs::OpenOptions::new().write(true).open(&meta).unwrap();
+    f.set_len(4096).unwrap();
+    drop(f);
+    match Wal::open(dir.path(), opts(&Arc::new(Failpoints::new()))) {
+        Ok((wal, _)) => panic!("a cut META opened with vote {:?}", wal.meta("vote")),
+        Err(Error::Corrupt { file, .. }) => assert_eq!(file, meta),
+        Err(e) => panic!("a cut META: {e:?}"),
+    }
+}

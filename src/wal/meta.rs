@@ -53,12 +53,26 @@ impl Meta {
                 let mut best: Option<(u32, usize, BTreeMap<String, Vec<u8>>)> = None;
                 for slot in 0..2usize {
                     let mut buf = vec![0u8; META_SLOT_BYTES];
-                    env.check(Step::SegmentRead, &path)?;
-                    if file
-                        .read_at((slot * META_SLOT_BYTES) as u64, &mut buf)
-                        .is_err()
-                    {
-                        continue;
+                    let at = (slot * META_SLOT_BYTES) as u64;
+                    match env.op(Step::SegmentRead, &path, |_| file.read_at(at, &mut buf)) {
+                        Ok(()) => {}
+                        // The file is created at its full size, so a short one is
+                        // damage no crash leaves; taking the other slot could hand out
+                        // an older vote.
+                        Err(Error::Io { source, .. })
+                            if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+                        {
+                            return Err(Error::corrupt(
+                                &path,
+                                at,
+                                CorruptionKind::BadHeader(
+                                    "the metadata file is shorter than its two slots".into(),
+                                ),
+                            ));
+                        }
+                        // A read error is not an invalid slot: falling back to the
+                        // other slot could hand out an older value.
+                        Err(e) => return Err(e),
                     }
                     if let Some((generation, payload)) = decode_meta_slot(&buf)
                         && let Some(map) = decode_meta_map(payload)

@@ -84,7 +84,9 @@ impl Env {
     }
 
     /// This environment without background threads: segments are prepared when the
-    /// writer needs them, nothing is prefaulted, there is no periodic flush. Every
+    /// writer needs them, nothing is prefaulted, there is no periodic flush, and
+    /// recovery verifies every checksum on the opening thread (no helper verifies
+    /// later segments ahead of it). Every
     /// storage operation then happens on the caller's thread, in program order, which
     /// makes a simulation reproducible from its seed.
     pub fn without_background(mut self) -> Env {

@@ -259,9 +259,9 @@ impl Wal {
     /// recovery followed by [`Wal::for_each_from`] reads every byte twice).
     ///
     /// `replay` sees exactly the records the opened log holds from `from` on (with
-    /// the same gaps as a reader in [`crate::RecoveryMode::SkipCorrupted`]), and it sees them
-    /// before the open has finished: when the open then fails, it returns the error
-    /// and whatever `replay` built from them must be thrown away.
+    /// the same gaps as a reader in [`crate::RecoveryMode::SkipCorrupted`]), and it
+    /// sees them before the open has finished: when the open then fails, it returns
+    /// the error and whatever `replay` built from them must be thrown away.
     ///
     /// ```
     /// use mmlog::{Lsn, Options, Wal};
@@ -586,10 +586,11 @@ impl Wal {
 
     /// A future that resolves once `lsn` is durable, or with the error that makes it
     /// impossible (poisoned, closed, or [`Error::NotFound`] once its record is
-    /// truncated or reset away, even if a later record reuses the LSN). For async code: it works with any executor, and
-    /// the thread that makes `lsn` durable wakes the task. It asks the background
-    /// thread for a sync, so it resolves even if nothing else syncs (unless the log's
-    /// `Env` has no background thread; then a sync by someone else resolves it).
+    /// truncated or reset away, even if a later record reuses the LSN). For async
+    /// code: it works with any executor, and the thread that makes `lsn` durable wakes
+    /// the task. Its first poll asks the background thread for a sync, so it resolves
+    /// even if nothing else syncs (unless the log's `Env` has no background thread;
+    /// then a sync by someone else resolves it).
     pub fn durable_future(&self, lsn: Lsn) -> DurableFuture {
         DurableFuture::new(Arc::clone(&self.shared), lsn.0)
     }

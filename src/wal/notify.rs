@@ -10,9 +10,10 @@
 //! and lists the watcher; a firing reads the watermark and settles the watchers at
 //! or below it; a truncation or reset moves the watermark and takes the watchers of
 //! the records it drops. So a watcher is never listed against a watermark (or a
-//! log) that has already moved past its decision. Callbacks and wakers run after the
-//! mutex is released (and, for a truncation, after the log's own locks are too): a
-//! callback may call into the log.
+//! log) that has already moved past its decision. Callbacks and wakers run after this
+//! mutex is released, and those a truncation or reset settles also after the writer
+//! lock is; a sync that fires watchers may still be inside `close` or an append, so a
+//! callback must not call into the log (as `Wal::on_durable` says).
 
 use std::fmt;
 use std::future::Future;
@@ -223,16 +224,13 @@ pub struct DurableFuture {
 }
 
 enum FutureState {
-    /// Decided when the future was created (durable already, or never can be).
+    /// Decided: when the future was created (durable already, or never can be), or
+    /// by a poll. `None` once the result has been returned.
     Decided(Option<Result<()>>),
     /// Listed from creation (not from the first poll), so that a truncation or reset
     /// before the first poll still reaches it. `asked`: the background thread was
     /// asked for a sync (at the first poll).
-    Listed {
-        id: u64,
-        asked: bool,
-    },
-    Finished,
+    Listed { id: u64, asked: bool },
 }
 
 impl fmt::Debug for DurableFuture {
@@ -269,10 +267,9 @@ impl Future for DurableFuture {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = &mut *self;
         match &mut this.state {
+            // Polled again after completion: the contract allows anything but UB.
             FutureState::Decided(result) => {
-                let result = result.take().unwrap_or(Err(Error::Closed));
-                this.state = FutureState::Finished;
-                Poll::Ready(result)
+                Poll::Ready(result.take().unwrap_or(Err(Error::Closed)))
             }
             FutureState::Listed { id, asked } => {
                 let (id, first) = (*id, !*asked);
@@ -283,7 +280,7 @@ impl Future for DurableFuture {
                     .poll_listed(id, cx.waker(), || shared.durable_outcome(lsn))
                 {
                     Some(result) => {
-                        this.state = FutureState::Finished;
+                        this.state = FutureState::Decided(None);
                         Poll::Ready(result)
                     }
                     None => {
@@ -295,8 +292,6 @@ impl Future for DurableFuture {
                     }
                 }
             }
-            // Polled after completion: the contract allows anything but UB.
-            FutureState::Finished => Poll::Ready(Err(Error::Closed)),
         }
     }
 }

@@ -532,12 +532,22 @@ struct Verified {
     cv: Condvar,
 }
 
+/// Who verifies a segment, and how far it is known intact.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ahead {
+    /// Nobody has taken it yet.
+    Open,
+    /// The helper is checksumming it.
+    Helper,
+    /// Every frame before this offset (walking from 0) is whole and intact; the one
+    /// there failed to decode. The chain trusts frames below it.
+    Intact(usize),
+    /// The chain got there first and verifies it itself.
+    Chain,
+}
+
 struct VerifiedState {
-    /// Taken by the helper (or by the chain, which then verifies it itself).
-    claimed: Vec<bool>,
-    /// For a segment the helper finished: the offset of the first frame that failed
-    /// to decode (every frame before it, walking from 0, is whole and intact).
-    valid_end: Vec<Option<usize>>,
+    segments: Vec<Ahead>,
     /// The chain is done: claim nothing more.
     stop: bool,
     /// The helper has exited (also on a panic): wait for nothing more.
@@ -548,8 +558,7 @@ impl Verified {
     fn new(files: usize) -> Verified {
         Verified {
             state: Mutex::new(VerifiedState {
-                claimed: vec![false; files],
-                valid_end: vec![None; files],
+                segments: vec![Ahead::Open; files],
                 stop: false,
                 gone: false,
             }),
@@ -567,19 +576,20 @@ impl Verified {
         if st.stop {
             return None;
         }
-        let k = st.claimed.iter().skip(1).position(|c| !c)? + 1;
-        if let Some(c) = st.claimed.get_mut(k) {
-            *c = true;
-        }
+        let (k, seg) = st
+            .segments
+            .iter_mut()
+            .enumerate()
+            .skip(1)
+            .find(|(_, a)| **a == Ahead::Open)?;
+        *seg = Ahead::Helper;
         Some(k)
     }
 
-    fn done(&self, k: usize, valid_end: usize) {
-        let mut st = self.lock();
-        if let Some(v) = st.valid_end.get_mut(k) {
-            *v = Some(valid_end);
+    fn done(&self, k: usize, intact_end: usize) {
+        if let Some(seg) = self.lock().segments.get_mut(k) {
+            *seg = Ahead::Intact(intact_end);
         }
-        drop(st);
         self.cv.notify_all();
     }
 
@@ -588,27 +598,20 @@ impl Verified {
     /// not got there (the segment is then the chain's to verify).
     fn trusted(&self, k: usize) -> usize {
         let mut st = self.lock();
-        match st.claimed.get(k) {
-            Some(false) => {
-                if let Some(c) = st.claimed.get_mut(k) {
-                    *c = true;
-                }
-                if let Some(v) = st.valid_end.get_mut(k) {
-                    *v = Some(0);
-                }
-                return 0;
-            }
-            None => return 0,
-            Some(true) => {}
-        }
         loop {
-            if let Some(Some(end)) = st.valid_end.get(k) {
-                return *end;
+            let gone = st.gone;
+            match st.segments.get_mut(k) {
+                None | Some(Ahead::Chain) => return 0,
+                Some(Ahead::Intact(end)) => return *end,
+                Some(seg @ Ahead::Open) => {
+                    *seg = Ahead::Chain;
+                    return 0;
+                }
+                Some(Ahead::Helper) if gone => return 0,
+                Some(Ahead::Helper) => {
+                    st = self.cv.wait(st).unwrap_or_else(PoisonError::into_inner);
+                }
             }
-            if st.gone {
-                return 0;
-            }
-            st = self.cv.wait(st).unwrap_or_else(PoisonError::into_inner);
         }
     }
 

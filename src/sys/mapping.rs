@@ -18,6 +18,11 @@ pub(crate) trait MappingBackend: Send + Sync {
     /// Faults in bytes `[offset, offset + len)` for writing (an optimisation: errors
     /// are ignored by callers).
     fn prefault(&self, offset: usize, len: usize) -> io::Result<()>;
+    /// Drops this process's page-table entries for `[offset, offset + len)` of a
+    /// shared file mapping. No byte changes: the data stays in the file's page cache
+    /// (dirty pages stay dirty) and the next access maps it again. An optimisation:
+    /// errors are ignored by callers.
+    fn release(&self, offset: usize, len: usize) -> io::Result<()>;
 }
 
 /// A region of memory backed by a file.
@@ -164,6 +169,17 @@ impl Mapping {
             return Ok(());
         }
         self.backend.flush(offset, len)
+    }
+
+    /// Unmaps the pages of `[offset, offset + len)` from this process (see
+    /// [`MappingBackend::release`]); best effort, and no byte of the range changes.
+    /// Write-back of a page that is still mapped writable has to write-protect it,
+    /// which interrupts every core running the process (a TLB shootdown) once per
+    /// page; after this call it has nothing to write-protect.
+    pub(crate) fn release(&self, offset: usize, len: usize) {
+        if offset.checked_add(len).is_some_and(|end| end <= self.len) && len > 0 {
+            let _ = self.backend.release(offset, len);
+        }
     }
 
     /// Faults in `[offset, offset + len)` for writing; best effort.

@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::ptr::NonNull;
 
-use memmap2::{Advice, MmapOptions, MmapRaw};
+use memmap2::{Advice, MmapOptions, MmapRaw, UncheckedAdvice};
 use rustix::fs::FallocateFlags;
 
 use super::mapping::{Mapping, MappingBackend};
@@ -49,6 +49,19 @@ impl MappingBackend for RealMapping {
 
     fn prefault(&self, offset: usize, len: usize) -> io::Result<()> {
         self.map.advise_range(Advice::PopulateWrite, offset, len)
+    }
+
+    fn release(&self, offset: usize, len: usize) -> io::Result<()> {
+        // SAFETY: `map_raw` and `map_raw_read_only` map the file shared. For a shared
+        // file mapping `MADV_DONTNEED` only removes page-table entries: the contents
+        // live in the page cache (a dirty page stays dirty), so any later access reads
+        // the same bytes, including through slices that are alive meanwhile. (It would
+        // discard data only in a private mapping, which the engine never creates.)
+        #[expect(unsafe_code, reason = "MADV_DONTNEED has no safe wrapper in memmap2")]
+        unsafe {
+            self.map
+                .unchecked_advise_range(UncheckedAdvice::DontNeed, offset, len)
+        }
     }
 }
 

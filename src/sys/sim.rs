@@ -190,6 +190,10 @@ impl MappingBackend for SimMapping {
     fn prefault(&self, _offset: usize, _len: usize) -> io::Result<()> {
         Ok(())
     }
+
+    fn release(&self, _offset: usize, _len: usize) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 struct SimHandle {

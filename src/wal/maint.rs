@@ -3,8 +3,11 @@
 //! * prepares the next segment before the writer needs it (allocation, header, syncs,
 //!   rename, mapping);
 //! * faults in pages a window ahead of the writer, so appends take no page faults;
-//! * starts write-back of what was appended (the segment left behind at rollover, and
-//!   the active one every few MiB), so that a later sync finds most bytes on disk;
+//! * writes behind the writer: every few MiB of published pages (and the rest of a
+//!   segment at rollover) are unmapped from the process and their write-back started,
+//!   so that a later sync finds most bytes on disk
+//!   ([`Segment::write_behind`](crate::wal::segment::Segment::write_behind) says why
+//!   unmapping first matters);
 //! * when configured, syncs on an interval.
 //!
 //! Two threads share this work (one for slow file operations, one for pages); both
@@ -31,7 +34,7 @@ struct State {
     active: Option<Arc<Segment>>,
     /// The writer moved on: keep faulting in ahead of it.
     nudged: bool,
-    /// Segments the writer left: start write-back of their last bytes.
+    /// Segments the writer left: write the rest of them behind.
     retired: Vec<Arc<Segment>>,
     /// A future or callback waits for durability: sync.
     sync_requested: bool,
@@ -153,10 +156,11 @@ impl Maint {
 /// What a background thread does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
-    /// Slow, blocking work: preparing segments (allocation and syncs), write-back of
+    /// Slow, blocking work: preparing segments (allocation and syncs), write-behind of
     /// retired segments, the periodic flush.
     Files,
-    /// Keeping pages faulted in ahead of the writer; it must never wait behind a sync.
+    /// Keeping pages faulted in ahead of the writer and writing behind it; it must
+    /// never wait behind a sync.
     Pages,
 }
 
@@ -223,22 +227,22 @@ fn run(shared: &Shared, role: Role) {
                 st = maint.lock();
                 continue;
             }
-            // Write-back of segments the writer left behind.
+            // The rest of the segments the writer left.
             if let Some(old) = st.retired.pop() {
                 drop(st);
-                old.kick_writeback(0);
+                old.write_behind(0);
                 st = maint.lock();
                 continue;
             }
         } else {
-            // Pages ahead of the writer, then write-back behind it.
+            // Pages ahead of the writer, then write-behind.
             if st.nudged
                 && let Some(active) = st.active.clone()
             {
                 drop(st);
                 let done = active.prefault_ahead(PREFAULT_WINDOW_BYTES, PREFAULT_CHUNK_BYTES);
                 if done {
-                    active.kick_writeback(WRITEBACK_BYTES);
+                    active.write_behind(WRITEBACK_BYTES);
                 }
                 st = maint.lock();
                 if done {

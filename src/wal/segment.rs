@@ -62,7 +62,7 @@ pub(crate) struct Segment {
     index: Mutex<Vec<IndexEntry>>,
     /// Pages below this offset were faulted in for writing.
     prefaulted_to: AtomicU64,
-    /// Write-back was started for bytes below this offset.
+    /// Pages below this offset were unmapped and their write-back started.
     kicked_to: AtomicU64,
     _lock: Arc<LockHold>,
 }
@@ -74,7 +74,7 @@ pub(crate) const PREFAULT_CHUNK_BYTES: u64 = 1 << 20;
 pub(crate) const PREFAULT_WINDOW_BYTES: u64 = 8 << 20;
 /// The writer wakes the background thread each time it crosses this many bytes.
 pub(crate) const NUDGE_BYTES: u64 = 1 << 20;
-/// Write-back is started once this many published bytes have gathered.
+/// Write-behind starts once this many published bytes have gathered.
 pub(crate) const WRITEBACK_BYTES: u64 = 4 << 20;
 
 #[derive(Debug, Clone, Copy)]
@@ -400,23 +400,34 @@ impl Segment {
         to >= target
     }
 
-    /// Starts writing back published bytes once `min_bytes` have gathered since the
-    /// last time, so that a later sync finds most of them on disk already.
-    pub(crate) fn kick_writeback(&self, min_bytes: u64) {
-        // Whole pages only: a page under write-back cannot be modified until the I/O
-        // completes, and the writer is still filling the last one.
+    /// Pages below this offset were written behind.
+    #[cfg(test)]
+    pub(crate) fn written_behind_to(&self) -> u64 {
+        self.kicked_to.load(Ordering::Acquire)
+    }
+
+    /// Writes behind the writer: once `min_bytes` of whole published pages have
+    /// gathered since the last call, unmaps them from this process and starts their
+    /// write-back (without waiting), so that a later sync finds most bytes on disk.
+    ///
+    /// The unmapping comes first because write-back of a page that is still mapped
+    /// writable write-protects it, with one TLB-shootdown interrupt of the writer's
+    /// core per 4 KiB page; unmapped, the whole range costs one. Pages below the
+    /// published end are never written again by an append (only a truncation or the
+    /// seal may touch them later, and that just maps them back), and readers of them
+    /// fault them back in read-only.
+    pub(crate) fn write_behind(&self, min_bytes: u64) {
         let end = self.visible_end() / PAGE_BYTES * PAGE_BYTES;
-        let from = self
-            .kicked_to
-            .load(Ordering::Acquire)
-            .max(self.flushed_end.load(Ordering::Acquire));
-        if end < from.saturating_add(min_bytes) {
+        let from = self.kicked_to.load(Ordering::Acquire) / PAGE_BYTES * PAGE_BYTES;
+        if end < from.saturating_add(min_bytes.max(1)) {
             return;
         }
-        let from = from / PAGE_BYTES * PAGE_BYTES;
-        if self.file.start_writeback(from, end - from).is_ok() {
-            self.kicked_to.fetch_max(end, Ordering::AcqRel);
+        if let (Ok(start), Ok(stop)) = (usize::try_from(from), usize::try_from(end)) {
+            self.map.release(start, stop - start);
         }
+        // A hint: nothing becomes durable because of it, so a failure changes nothing.
+        let _ = self.file.start_writeback(from, end - from);
+        self.kicked_to.fetch_max(end, Ordering::AcqRel);
     }
 }
 

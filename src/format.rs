@@ -151,6 +151,24 @@ pub(crate) fn checksum(parts: &[&[u8]]) -> u32 {
     mask(crc)
 }
 
+/// [`checksum`] computed piece by piece, for bytes that are not all at hand at once:
+/// the same value for the same concatenation.
+pub(crate) struct Checksum(u32);
+
+impl Checksum {
+    pub(crate) fn new() -> Checksum {
+        Checksum(CRC_SEED)
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.0 = crc32c::crc32c_append(self.0, bytes);
+    }
+
+    pub(crate) fn finish(&self) -> u32 {
+        mask(self.0)
+    }
+}
+
 /// Rounds `n` up to a multiple of [`FRAME_ALIGN`], or `None` on overflow.
 pub(crate) const fn align_up(n: u64) -> Option<u64> {
     match n.checked_add(FRAME_ALIGN - 1) {
@@ -887,6 +905,22 @@ pub(crate) fn decode_meta_map(mut b: &[u8]) -> Option<std::collections::BTreeMap
 #[expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "unit tests")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checksum_in_pieces_equals_the_checksum_of_the_whole() {
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let whole = checksum(&[&bytes]);
+        for piece in [1, 7, 8, 4096, 9_999, 10_000] {
+            let mut c = Checksum::new();
+            for chunk in bytes.chunks(piece) {
+                c.update(chunk);
+            }
+            assert_eq!(c.finish(), whole, "pieces of {piece}");
+        }
+        let mut c = Checksum::new();
+        c.update(&bytes[..10]);
+        assert_ne!(c.finish(), whole, "a prefix differs");
+    }
 
     fn meta() -> SegmentMeta {
         SegmentMeta {

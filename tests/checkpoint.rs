@@ -177,6 +177,83 @@ fn assert_no_usable_checkpoint(e: &Error, when: &str) {
     assert_eq!(*kind, CorruptionKind::NoUsableCheckpoint, "{when}: {e:?}");
 }
 
+/// Threads of this process named `name`.
+fn threads_named(name: &str) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let path = entry.expect("task").path().join("comm");
+        // A thread that exited between the listing and the read is gone: skip it.
+        if std::fs::read_to_string(path).is_ok_and(|c| c.trim_end() == name) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Waits (yielding, never sleeping) until no thread named `name` is left: a joined
+/// thread leaves the kernel's list a moment after `join` returns.
+fn assert_no_thread_named(name: &str, when: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while threads_named(name) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{when}: a thread {name:?} survived"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// A large checkpoint gets a helper thread that faults its mapping in ahead of the
+/// caller's `fill`, and its payload is checksummed and written back in chunks. The
+/// slice must still start zeroed, the bytes must round-trip through a reopen (a chunk
+/// left out of the checksum would make the load reject it), and the helper must be
+/// gone when the call returns, also when `fill` panics.
+#[test]
+fn a_large_checkpoint_round_trips_and_leaves_no_helper_thread() {
+    // No other test of this file writes a checkpoint large enough for the helper.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (wal, _) = open(dir);
+    append_to(&wal, 20);
+    // Three full checksum chunks and a part of a page.
+    let big = payload(STATE_TAG, 20, (24 << 20) + 12_345);
+    let c = wal
+        .write_checkpoint_with(Lsn(20), big.len() as u64, |buf| {
+            assert!(buf.iter().all(|b| *b == 0), "the slice must start zeroed");
+            buf.copy_from_slice(&big);
+        })
+        .expect("write_checkpoint_with");
+    assert_no_thread_named("mmlog-ckpt-pages", "after a checkpoint");
+    assert!(c.data() == big.as_slice(), "checkpoint data");
+    drop(c);
+
+    append_to(&wal, 30);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wal.write_checkpoint_with(Lsn(30), 16 << 20, |buf| {
+            buf[..4096].fill(0xAB);
+            panic!("the serialiser failed");
+        })
+    }));
+    assert!(panicked.is_err(), "the panic reaches the caller");
+    assert_no_thread_named("mmlog-ckpt-pages", "after a panicking fill");
+    assert_eq!(wal.checkpoint().expect("latest").lsn(), Lsn(20));
+    append_to(&wal, 40);
+    wal.close().expect("close");
+
+    let (wal, report) = open(dir);
+    assert!(report.rejected_checkpoints.is_empty(), "{report:?}");
+    let c = wal.checkpoint().expect("checkpoint after reopen");
+    assert_eq!(c.lsn(), Lsn(20));
+    assert!(c.data() == big.as_slice(), "checkpoint data after reopen");
+    drop(c);
+    assert!(
+        tmp_files(dir).is_empty(),
+        "the open removed the panicked temporary file"
+    );
+    assert_log_exact(&wal, 21, 40, "after reopen");
+    wal.close().expect("close");
+}
+
 #[test]
 fn checkpoints_round_trip_from_a_slice_and_through_the_mapping() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -9,12 +9,13 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::Lsn;
 use crate::error::{Error, IoOp, Result};
 use crate::format::{
-    CHECKPOINT_DATA_OFFSET, CheckpointHeaderError, CheckpointMeta, PAGE_BYTES, checksum,
+    CHECKPOINT_DATA_OFFSET, CheckpointHeaderError, CheckpointMeta, Checksum, PAGE_BYTES, checksum,
 };
 use crate::sys::{Env, Mapping, Step};
 use crate::wal::segment::LockHold;
@@ -273,6 +274,34 @@ pub(crate) fn load(
     Ok(ckpt)
 }
 
+/// Payloads from this size on get a helper thread that faults pages in ahead of the
+/// caller's `fill`.
+const PREFAULT_MIN_BYTES: usize = 8 << 20;
+/// What the helper faults in per step (it checks whether `fill` is done between steps).
+const PREFAULT_STEP_BYTES: usize = 2 << 20;
+/// The payload is checksummed and handed to write-back in chunks of this size.
+const WRITE_BEHIND_BYTES: usize = 8 << 20;
+
+/// Sets the flag when dropped: on return and on unwinding alike.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Faults in `[start, start + len)` for writing, step by step, until done or `stop`.
+fn prefault(map: &Mapping, start: usize, len: usize, stop: &AtomicBool) {
+    let end = start.saturating_add(len);
+    let mut at = start;
+    while at < end && !stop.load(Ordering::Acquire) {
+        let n = PREFAULT_STEP_BYTES.min(end - at);
+        map.prefault(at, n);
+        at += n;
+    }
+}
+
 /// Writes the checkpoint covering `lsn`, with a payload of `len` bytes produced by
 /// `fill` straight into the mapping. Durable (and renamed into place) when this
 /// returns.
@@ -303,23 +332,52 @@ pub(crate) fn write<E>(
             .map(map_len, true)
             .map_err(|e| Error::io(IoOp::Map, &tmp, e))?;
         let start = usize::try_from(CHECKPOINT_DATA_OFFSET).unwrap_or(usize::MAX);
-        {
+        // A second thread faults the mapping in ahead of `fill`, so the zeroing of
+        // fresh pages is shared between two cores instead of all landing on the
+        // caller's. It stops when `fill` returns or unwinds, and is joined before
+        // anything else happens.
+        let filled_or_failed = AtomicBool::new(false);
+        let filled = std::thread::scope(|s| {
+            let _done = SetOnDrop(&filled_or_failed);
+            if env.background && payload_bytes >= PREFAULT_MIN_BYTES {
+                // Without the helper `fill` faults every page in itself.
+                let _ = std::thread::Builder::new()
+                    .name("mmlog-ckpt-pages".into())
+                    .spawn_scoped(s, || {
+                        prefault(&map, start, payload_bytes, &filled_or_failed);
+                    });
+            }
             // SAFETY: the temporary file was just created by this call and is mapped
-            // only here; nothing else reads or writes it while `payload` lives.
+            // only here; nothing else reads or writes it while `payload` lives (the
+            // helper only asks the kernel to map pages in, which changes no byte).
             #[expect(unsafe_code, reason = "filling a fresh, private checkpoint mapping")]
             let payload = unsafe { map.bytes_mut(start, payload_bytes) }
                 .ok_or_else(|| Error::InvalidArgument("checkpoint mapping too small".into()))?;
-            if let Err(e) = fill(payload) {
-                return Ok(Err(e));
-            }
+            Ok(fill(payload))
+        })?;
+        if let Err(e) = filled {
+            return Ok(Err(e));
         }
         // SAFETY: as above; the mutable borrow has ended.
         #[expect(unsafe_code, reason = "reading back the private checkpoint mapping")]
         let payload = unsafe { map.bytes(start, payload_bytes) }.unwrap_or_default();
+        // Checksum the payload a chunk at a time, and write each chunk behind: unmapped
+        // first (so its write-back need not write-protect every page, one interrupt of
+        // each core running the process per page), then handed to write-back, so the
+        // disk works while the rest is checksummed and the sync below waits for less.
+        // Both are hints that change no byte; the sync makes it all durable.
+        let mut crc = Checksum::new();
+        let mut done = 0usize;
+        for chunk in payload.chunks(WRITE_BEHIND_BYTES) {
+            crc.update(chunk);
+            map.release(start + done, chunk.len());
+            let _ = file.start_writeback((start + done) as u64, chunk.len() as u64);
+            done += chunk.len();
+        }
         let meta = CheckpointMeta {
             lsn,
             payload_bytes: len,
-            payload_crc: checksum(&[payload]),
+            payload_crc: crc.finish(),
             created_unix_nanos: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),

@@ -76,7 +76,10 @@ pub struct Options {
     /// Default = `None` (no periodic flush).
     pub flush_interval: Option<Duration>,
     /// Fault in the pages of each new segment in the background, before appends reach
-    /// it, so the append path takes no page faults. Default = true.
+    /// it, so the append path takes no page faults. The same background thread writes
+    /// the active segment behind the writer (its published pages are handed to
+    /// write-back every few MiB), so `false` turns that off too: a sync then writes
+    /// everything since the last one. Default = true.
     pub prefault: bool,
     /// Verify the checksum of every record each time it is read. When false (the
     /// default), a record is verified once per open: by recovery, or, for records this

@@ -203,6 +203,9 @@ fn assert_no_thread_named(name: &str, when: &str) {
     }
 }
 
+/// The checkpoint helper's thread name.
+const HELPER: &str = "mmlog-ckpt-pf";
+
 /// A large checkpoint gets a helper thread that faults its mapping in ahead of the
 /// caller's `fill`, and its payload is checksummed and written back in chunks. The
 /// slice must still start zeroed, the bytes must round-trip through a reopen (a chunk
@@ -219,11 +222,16 @@ fn a_large_checkpoint_round_trips_and_leaves_no_helper_thread() {
     let big = payload(STATE_TAG, 20, (24 << 20) + 12_345);
     let c = wal
         .write_checkpoint_with(Lsn(20), big.len() as u64, |buf| {
+            // The helper faults pages in that this closure has not touched yet.
+            let far = buf[20 << 20..].as_ptr() as usize;
+            wait_until("the helper faults in a page fill never touched", || {
+                page_resident(far)
+            });
             assert!(buf.iter().all(|b| *b == 0), "the slice must start zeroed");
             buf.copy_from_slice(&big);
         })
         .expect("write_checkpoint_with");
-    assert_no_thread_named("mmlog-ckpt-pages", "after a checkpoint");
+    assert_no_thread_named(HELPER, "after a checkpoint");
     assert!(c.data() == big.as_slice(), "checkpoint data");
     drop(c);
 
@@ -235,7 +243,7 @@ fn a_large_checkpoint_round_trips_and_leaves_no_helper_thread() {
         })
     }));
     assert!(panicked.is_err(), "the panic reaches the caller");
-    assert_no_thread_named("mmlog-ckpt-pages", "after a panicking fill");
+    assert_no_thread_named(HELPER, "after a panicking fill");
     assert_eq!(wal.checkpoint().expect("latest").lsn(), Lsn(20));
     append_to(&wal, 40);
     wal.close().expect("close");

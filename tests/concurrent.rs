@@ -19,8 +19,8 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{payload, read_all, segments, small};
-use mmlog::{Durability, Lsn, Wal};
+use common::{page_resident, payload, read_all, segments, small, wait_until};
+use mmlog::{Durability, Lsn, Options, Wal};
 
 /// How one writer thread appends.
 #[derive(Debug, Clone, Copy)]
@@ -516,5 +516,63 @@ fn tailing_readers_at_the_frontier_never_see_damage() {
             r.join().expect("tail reader");
         }
     });
+    wal.close().expect("close");
+}
+
+/// Writers racing through 6 MiB segments with the background threads on: behind them,
+/// published pages are unmapped from the process and handed to write-back (every
+/// 4 MiB of the active segment, and the rest of a segment at rollover) while they
+/// append and while a reader holds a record of the first round. The held record must
+/// read back the same once its page is gone from the process, and every record must
+/// read back whole, live, after a close and after a crash.
+#[test]
+fn write_behind_beside_concurrent_writers_changes_no_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = Options {
+        segment_size_bytes: 6 << 20,
+        durability: Durability::None,
+        ..Options::default()
+    };
+    let (wal, _) = Wal::open(dir.path(), opts.clone()).expect("open");
+    let first = run_writers(&wal, &[Plan::singles(20); 2]);
+    let held = wal.read(Lsn(1)).expect("read LSN 1");
+    let held_copy = held.payload().to_vec();
+    let page = held.payload().as_ptr() as usize;
+    assert!(
+        page_resident(page),
+        "the held record's page is mapped after its append"
+    );
+    // About 14 MiB: two rollovers and a write-behind inside each segment.
+    let second_first = wal.appended().0 + 1;
+    let second = run_writers(&wal, &[Plan::singles(9_000); 4]);
+    assert!(
+        segments(dir.path()).len() >= 3,
+        "the writers should roll over twice"
+    );
+    wait_until("write-behind unmaps the first segment's pages", || {
+        !page_resident(page)
+    });
+    assert_eq!(
+        held.payload(),
+        held_copy.as_slice(),
+        "the held record after release"
+    );
+    check_range(&wal, 1, second_first - 1, &first, "live, first round");
+    check_tail(&wal, second_first, &second, "live, second round");
+    drop(held);
+    wal.close().expect("close");
+    let (wal, report) = Wal::open(dir.path(), opts.clone()).expect("reopen after close");
+    assert!(
+        report.clean_shutdown && report.dropped.is_empty(),
+        "{report}"
+    );
+    check_tail(&wal, second_first, &second, "after close");
+    let third_first = wal.appended().0 + 1;
+    let third = run_writers(&wal, &[Plan::singles(4_000); 4]);
+    drop(wal);
+    let (wal, report) = Wal::open(dir.path(), opts).expect("reopen after drop");
+    assert!(report.dropped.is_empty(), "{report}");
+    check_range(&wal, second_first, third_first - 1, &second, "after crash");
+    check_tail(&wal, third_first, &third, "after crash, third round");
     wal.close().expect("close");
 }

@@ -274,6 +274,8 @@ pub(crate) fn load(
     Ok(ckpt)
 }
 
+/// Name of the helper thread (Linux keeps 15 bytes of a thread's name).
+pub(crate) const PREFAULT_THREAD: &str = "mmlog-ckpt-pf";
 /// Payloads from this size on get a helper thread that faults pages in ahead of the
 /// caller's `fill`.
 const PREFAULT_MIN_BYTES: usize = 8 << 20;
@@ -342,7 +344,7 @@ pub(crate) fn write<E>(
             if env.background && payload_bytes >= PREFAULT_MIN_BYTES {
                 // Without the helper `fill` faults every page in itself.
                 let _ = std::thread::Builder::new()
-                    .name("mmlog-ckpt-pages".into())
+                    .name(PREFAULT_THREAD.into())
                     .spawn_scoped(s, || {
                         prefault(&map, start, payload_bytes, &filled_or_failed);
                     });

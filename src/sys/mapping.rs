@@ -18,10 +18,11 @@ pub(crate) trait MappingBackend: Send + Sync {
     /// Faults in bytes `[offset, offset + len)` for writing (an optimisation: errors
     /// are ignored by callers).
     fn prefault(&self, offset: usize, len: usize) -> io::Result<()>;
-    /// Drops this process's page-table entries for `[offset, offset + len)` of a
-    /// shared file mapping. No byte changes: the data stays in the file's page cache
-    /// (dirty pages stay dirty) and the next access maps it again. An optimisation:
-    /// errors are ignored by callers.
+    /// Drops this process's page-table entries for `[offset, offset + len)`. No byte
+    /// changes: the data stays in the file's page cache (dirty pages stay dirty) and
+    /// the next access maps it again. That holds only for a shared file mapping (in a
+    /// private or anonymous one it would discard data), so a backend must never wrap
+    /// any other kind. An optimisation: errors are ignored by callers.
     fn release(&self, offset: usize, len: usize) -> io::Result<()>;
 }
 

@@ -30,8 +30,10 @@ pub struct Env {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) failpoints: Option<Arc<Failpoints>>,
     pub(crate) sabotage: Sabotage,
-    /// Run the engine's background threads (segment preparation, prefault, periodic
-    /// flush). Off only for deterministic simulation.
+    /// Run the engine's background threads (segment preparation, prefault and
+    /// write-behind, periodic flush) and its helper threads (checksums verified ahead
+    /// by recovery, pages faulted in ahead of a checkpoint's fill). Off only for
+    /// deterministic simulation.
     pub(crate) background: bool,
 }
 

@@ -3,8 +3,9 @@
 //! * prepares the next segment before the writer needs it (allocation, header, syncs,
 //!   rename, mapping);
 //! * faults in pages a window ahead of the writer, so appends take no page faults;
-//! * writes behind the writer: every few MiB of published pages (and the rest of a
-//!   segment at rollover) are unmapped from the process and their write-back started,
+//! * writes behind the writer: every few MiB of published pages (and, at rollover,
+//!   what was published of the segment left behind) are unmapped from the process and
+//!   their write-back started,
 //!   so that a later sync finds most bytes on disk
 //!   ([`Segment::write_behind`](crate::wal::segment::Segment::write_behind) says why
 //!   unmapping first matters);

@@ -1345,6 +1345,18 @@ mod tests {
         p
     }
 
+    /// Whether the page holding `addr` is mapped in this process (bit 63 of its
+    /// `/proc/self/pagemap` entry); reading it does not fault the page in.
+    fn resident(addr: usize) -> bool {
+        use std::os::unix::fs::FileExt as _;
+        let pagemap = std::fs::File::open("/proc/self/pagemap").expect("open pagemap");
+        let mut entry = [0u8; 8];
+        pagemap
+            .read_exact_at(&mut entry, (addr / 4096 * 8) as u64)
+            .expect("read pagemap");
+        u64::from_le_bytes(entry) >> 63 == 1
+    }
+
     /// Write-behind unmaps published pages from the process (and starts their
     /// write-back): no byte may change, not for a record borrowed before it, not for
     /// appends after it, not after a reopen. A release that dropped the pages' contents
@@ -1370,7 +1382,13 @@ mod tests {
             .cloned()
             .expect("an active segment");
         let before = active.visible_end();
+        let page = first.payload().as_ptr() as usize;
+        assert!(resident(page), "the first record's page is mapped before");
         active.write_behind(0);
+        assert!(
+            !resident(page),
+            "write-behind unmapped the first record's page"
+        );
         assert!(
             active.written_behind_to()
                 >= before / crate::format::PAGE_BYTES * crate::format::PAGE_BYTES,

@@ -412,10 +412,9 @@ impl Segment {
     ///
     /// The unmapping comes first because write-back of a page that is still mapped
     /// writable write-protects it, with one TLB-shootdown interrupt of the writer's
-    /// core per 4 KiB page; unmapped, the whole range costs one. Pages below the
-    /// published end are never written again by an append (only a truncation or the
-    /// seal may touch them later, and that just maps them back), and readers of them
-    /// fault them back in read-only.
+    /// core per 4 KiB page; unmapping a range flushes the TLB once per batch of page
+    /// tables instead. Nothing writes below the published end again (DESIGN.md §6),
+    /// and readers of released pages fault them back in.
     pub(crate) fn write_behind(&self, min_bytes: u64) {
         let end = self.visible_end() / PAGE_BYTES * PAGE_BYTES;
         let from = self.kicked_to.load(Ordering::Acquire) / PAGE_BYTES * PAGE_BYTES;

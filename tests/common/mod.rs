@@ -18,6 +18,31 @@ pub fn small() -> Options {
     }
 }
 
+/// Whether the page holding `addr` is mapped in this process right now, from
+/// `/proc/self/pagemap` (bit 63 of the page's entry; readable without privileges).
+/// Reading it does not fault the page in.
+pub fn page_resident(addr: usize) -> bool {
+    let pagemap = std::fs::File::open("/proc/self/pagemap").expect("open /proc/self/pagemap");
+    let mut entry = [0u8; 8];
+    pagemap
+        .read_exact_at(&mut entry, (addr / 4096 * 8) as u64)
+        .expect("read /proc/self/pagemap");
+    u64::from_le_bytes(entry) >> 63 == 1
+}
+
+/// Waits (yielding, never sleeping) until `done()` holds; panics with `what` after
+/// 20 seconds.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        std::thread::yield_now();
+    }
+}
+
 /// A small, seeded pseudo-random generator (splitmix64): reproducible, no dependency.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);

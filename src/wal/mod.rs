@@ -220,6 +220,16 @@ pub(crate) struct SyncState {
     durable: u64,
     in_flight: bool,
     poison: Option<Arc<Error>>,
+    /// Truncations and resets so far.
+    cut_gen: u64,
+    /// Threads inside `sync_to`.
+    waiting: usize,
+    /// The cuts made while a thread was inside `sync_to`, oldest first; cleared when
+    /// the last one leaves.
+    cuts: Vec<sync::Cut>,
+    /// Threads asleep on `sync_cv` in `sync_to` (tests stage races with it).
+    #[cfg(test)]
+    parked: usize,
 }
 
 impl Wal {
@@ -341,6 +351,11 @@ impl Wal {
                 durable: next_lsn - 1,
                 in_flight: false,
                 poison: None,
+                cut_gen: 0,
+                waiting: 0,
+                cuts: Vec::new(),
+                #[cfg(test)]
+                parked: 0,
             }),
             sync_cv: Condvar::new(),
             durable: AtomicU64::new(next_lsn - 1),
@@ -572,7 +587,9 @@ impl Wal {
 
     /// Waits until `lsn` is durable, syncing if no sync covering it is running.
     /// Waits (without spinning) for `lsn` to be appended if another thread holds its
-    /// reservation. An LSN that was never handed out is an error.
+    /// reservation. An LSN that was never handed out is an error, and so
+    /// ([`Error::NotFound`]) is one whose record a truncation or a reset drops before
+    /// it became durable, even if a later record reuses the LSN.
     pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
         self.shared.check_open()?;
         let reserved = self.shared.reserved();
@@ -895,9 +912,16 @@ impl Shared {
     /// Syncs every record handed out so far, including those other threads are still
     /// filling (an append that returned before this call is covered).
     pub(crate) fn sync_all(&self) -> Result<Lsn> {
-        let target = self.reserved();
-        self.sync_to(target)?;
-        Ok(Lsn(self.durable.load(Ordering::Acquire)))
+        loop {
+            let target = self.reserved();
+            match self.sync_to(target) {
+                // A truncation or reset dropped records this sync was for: what is
+                // left is what "everything appended" means now.
+                Err(Error::NotFound { .. }) if self.reserved() < target => continue,
+                other => other?,
+            }
+            return Ok(Lsn(self.durable.load(Ordering::Acquire)));
+        }
     }
 
     /// Wakes tailing readers and anyone waiting for in-flight appends.
@@ -1037,7 +1061,7 @@ impl Shared {
         let offset = frame_offset(&seg, cut)?;
         let stale = self.maint.discard();
         let mut settled = notify::Settled::default();
-        let result = self.exclusive(|durable| {
+        let result = self.exclusive(|ex| {
             self.seal_segment(&seg, offset)?;
             let removed: Vec<Arc<Segment>> = {
                 let mut list = self
@@ -1061,13 +1085,16 @@ impl Shared {
                 .take_cursor(SEGMENT_DATA_OFFSET)
                 .ok_or_else(|| Error::InvalidArgument("new segment in use (bug)".into()))?;
             w.next_lsn = cut;
-            *durable = (*durable).min(lsn);
+            ex.durable = ex.durable.min(lsn);
+            // Threads blocked waiting for a truncated record give up with it.
+            ex.cut = Some(lsn);
             // The watermarks move in the same step that takes the watchers of the
             // truncated records, so no watcher is listed against the old ones.
+            let durable = ex.durable;
             settled = self.watchers.cut(|| {
                 self.reserved_hint.store(lsn, Ordering::SeqCst);
                 self.appended.store(lsn, Ordering::SeqCst);
-                self.durable.store(*durable, Ordering::Release);
+                self.durable.store(durable, Ordering::Release);
                 lsn
             });
             self.install_active(&mut w, fresh, cursor);
@@ -1111,7 +1138,7 @@ impl Shared {
         self.drain_in_flight(&w);
         let stale = self.maint.discard();
         let mut settled = notify::Settled::default();
-        let result = self.exclusive(|durable| {
+        let result = self.exclusive(|ex| {
             let old: Vec<Arc<Segment>> = std::mem::take(
                 &mut *self
                     .segments
@@ -1143,10 +1170,12 @@ impl Shared {
             // Every record not yet durable is gone: its watchers fail in the same
             // step that moves the watermarks, so the new one (`next - 1`) never
             // fires them as if they had been synced.
-            let gone_after = *durable;
+            let gone_after = ex.durable;
             w.active = None;
             w.next_lsn = next;
-            *durable = next - 1;
+            ex.durable = next - 1;
+            // So do threads blocked waiting for one of them.
+            ex.cut = Some(gone_after);
             settled = self.watchers.cut(|| {
                 self.reserved_hint.store(next - 1, Ordering::SeqCst);
                 self.appended.store(next - 1, Ordering::SeqCst);

@@ -16,6 +16,48 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::wal::{Shared, SyncState};
 
+/// What [`Shared::exclusive`] hands its closure.
+pub(crate) struct Exclusive {
+    /// The durable watermark, to lower or raise.
+    pub(crate) durable: u64,
+    /// Set when records after this LSN are dropped (truncation, reset): threads
+    /// waiting in `sync_to` for one of them give up.
+    pub(crate) cut: Option<u64>,
+}
+
+/// A truncation or reset, as the threads waiting in `sync_to` see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cut {
+    /// Its number (`SyncState::cut_gen` after it).
+    gen_: u64,
+    /// Records up to this LSN survived it; the ones after it were dropped.
+    kept: u64,
+    /// The durable watermark just before it.
+    durable_before: u64,
+}
+
+impl SyncState {
+    /// How a wait for `target` that began when `seen` cuts had been made ends because
+    /// of the cuts since: `Ok` if `target` was durable before the first cut that
+    /// dropped it, `NotFound` if it was not; `None` if no cut dropped it.
+    fn fate_after(&self, seen: u64, target: u64) -> Option<Result<()>> {
+        if self.cut_gen == seen {
+            return None;
+        }
+        for cut in self.cuts.iter().filter(|c| c.gen_ > seen) {
+            if cut.durable_before >= target {
+                return Some(Ok(()));
+            }
+            if cut.kept < target {
+                return Some(Err(Error::NotFound {
+                    lsn: crate::Lsn(target),
+                }));
+            }
+        }
+        None
+    }
+}
+
 impl Shared {
     pub(crate) fn check_poison(&self) -> Result<()> {
         if !self.poisoned.load(Ordering::Acquire) {
@@ -36,11 +78,31 @@ impl Shared {
 
     /// Returns once every LSN up to `target` (which must have been handed out) is
     /// durable. A target still being filled by another thread is waited for (without
-    /// spinning) before any flush, so that the flush covers it.
+    /// spinning) before any flush, so that the flush covers it. If a truncation or a
+    /// reset drops the record at `target` while this waits, the wait ends with
+    /// [`Error::NotFound`] (or `Ok` if the record was durable before it was dropped),
+    /// even if a later record reuses the LSN.
     pub(crate) fn sync_to(&self, target: u64) -> Result<()> {
         if self.durable.load(Ordering::Acquire) >= target {
             return self.check_poison();
         }
+        // Registered before anything can be missed: every cut after `seen` is kept in
+        // `cuts` until this thread leaves.
+        let seen = {
+            let mut st = self.sync_state();
+            st.waiting += 1;
+            st.cut_gen
+        };
+        let result = self.sync_to_registered(target, seen);
+        let mut st = self.sync_state();
+        st.waiting -= 1;
+        if st.waiting == 0 {
+            st.cuts.clear();
+        }
+        result
+    }
+
+    fn sync_to_registered(&self, target: u64, seen: u64) -> Result<()> {
         if self.appended() < target && !self.wait_reserved(target) {
             return Err(Error::NotFound {
                 lsn: crate::Lsn(target),
@@ -48,6 +110,9 @@ impl Shared {
         }
         let mut st = self.sync_state();
         loop {
+            if let Some(cut) = st.fate_after(seen, target) {
+                return cut;
+            }
             if let Some(cause) = &st.poison {
                 return Err(Error::Poisoned {
                     cause: Arc::clone(cause),
@@ -58,10 +123,18 @@ impl Shared {
             }
             if st.in_flight {
                 let waited = Instant::now();
+                #[cfg(test)]
+                {
+                    st.parked += 1;
+                }
                 st = self
                     .sync_cv
                     .wait(st)
                     .unwrap_or_else(PoisonError::into_inner);
+                #[cfg(test)]
+                {
+                    st.parked -= 1;
+                }
                 self.stats.record_wait(waited.elapsed());
                 continue;
             }
@@ -121,8 +194,8 @@ impl Shared {
     }
 
     /// Runs `f` as the only syncer (no flush runs concurrently). Used by truncation,
-    /// purge and close, which change the segment list or the durable watermark.
-    pub(crate) fn exclusive<T>(&self, f: impl FnOnce(&mut u64) -> Result<T>) -> Result<T> {
+    /// reset, purge and close, which change the segment list or the durable watermark.
+    pub(crate) fn exclusive<T>(&self, f: impl FnOnce(&mut Exclusive) -> Result<T>) -> Result<T> {
         let mut st = self.sync_state();
         while st.in_flight {
             st = self
@@ -136,16 +209,166 @@ impl Shared {
             });
         }
         st.in_flight = true;
-        let mut durable = st.durable;
+        let mut ex = Exclusive {
+            durable: st.durable,
+            cut: None,
+        };
         drop(st);
-        let result = f(&mut durable);
+        let result = f(&mut ex);
         let mut st = self.sync_state();
         st.in_flight = false;
-        st.durable = durable;
-        self.durable.store(durable, Ordering::Release);
+        if let Some(kept) = ex.cut {
+            st.cut_gen += 1;
+            if st.waiting > 0 {
+                let cut = Cut {
+                    gen_: st.cut_gen,
+                    kept,
+                    durable_before: st.durable,
+                };
+                st.cuts.push(cut);
+            }
+        }
+        st.durable = ex.durable;
+        self.durable.store(ex.durable, Ordering::Release);
         self.sync_cv.notify_all();
         drop(st);
         self.fire_watchers();
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{Durability, Options};
+    use crate::sys::Env;
+    use crate::{Lsn, Wal};
+
+    fn state(cut_gen: u64, cuts: Vec<Cut>) -> SyncState {
+        SyncState {
+            durable: 0,
+            in_flight: false,
+            poison: None,
+            cut_gen,
+            waiting: 1,
+            cuts,
+            parked: 0,
+        }
+    }
+
+    fn cut(gen_: u64, kept: u64, durable_before: u64) -> Cut {
+        Cut {
+            gen_,
+            kept,
+            durable_before,
+        }
+    }
+
+    /// What a fate says, in words a failed assertion shows.
+    fn said(r: Option<Result<()>>) -> String {
+        match r {
+            None => "no cut dropped it".into(),
+            Some(Ok(())) => "durable".into(),
+            Some(Err(Error::NotFound { lsn })) => format!("{lsn} not found"),
+            Some(Err(e)) => format!("error {e}"),
+        }
+    }
+
+    #[test]
+    fn the_first_cut_that_drops_a_waited_record_decides() {
+        let gone = "12 not found";
+        // No cut since the wait began: nothing to say.
+        let st = state(3, vec![cut(3, 5, 5)]);
+        assert_eq!(said(st.fate_after(3, 12)), "no cut dropped it");
+        // A cut above the record leaves it alone.
+        let st = state(1, vec![cut(1, 20, 9)]);
+        assert_eq!(said(st.fate_after(0, 12)), "no cut dropped it");
+        // Dropped before it was durable.
+        assert_eq!(said(state(1, vec![cut(1, 10, 9)]).fate_after(0, 12)), gone);
+        // Durable before the cut that dropped it: acknowledged.
+        let st = state(1, vec![cut(1, 10, 12)]);
+        assert_eq!(said(st.fate_after(0, 12)), "durable");
+        // Only cuts after the wait began count, in order: a harmless one, then one
+        // that drops the record; a later one that finds it durable comes too late.
+        let st = state(4, vec![cut(2, 3, 3), cut(3, 30, 9), cut(4, 10, 9)]);
+        assert_eq!(said(st.fate_after(2, 12)), gone);
+        let st = state(3, vec![cut(2, 10, 9), cut(3, 10, 40)]);
+        assert_eq!(said(st.fate_after(1, 12)), gone);
+    }
+
+    /// Stages the race a blocked waiter can lose: it sleeps on the sync condition
+    /// variable (a sync is in flight), the sync ends without waking it, and a
+    /// truncation (or a reset) drops its record before it looks again. It must give up
+    /// with `NotFound`, not sync in a loop until the LSN is handed out again, and not
+    /// take the reset's new watermark for its own sync.
+    #[test]
+    fn a_blocked_waiter_gives_up_when_its_record_is_cut() {
+        for (reset, whole_log) in [(false, false), (true, false), (false, true)] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let opts = Options {
+                segment_size_bytes: 64 * 1024,
+                durability: Durability::None,
+                env: Env::default().without_background(),
+                ..Options::default()
+            };
+            let (wal, _) = Wal::open(dir.path(), opts).expect("open");
+            for i in 0..12u32 {
+                wal.append(&i.to_le_bytes()).expect("append");
+                if i == 8 {
+                    wal.sync().expect("sync through 9");
+                }
+            }
+            let shared = &wal.shared;
+            // A sync in flight, as far as waiters can tell.
+            shared.sync_state().in_flight = true;
+            std::thread::scope(|s| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let waiter = s.spawn(move || {
+                    // `sync()` waits for all that was appended, here 12.
+                    let r = if whole_log {
+                        shared.sync_all().map(|_| ())
+                    } else {
+                        shared.sync_to(12)
+                    };
+                    let _ = tx.send(r);
+                });
+                loop {
+                    let st = shared.sync_state();
+                    if st.parked == 1 {
+                        break;
+                    }
+                    drop(st);
+                    std::thread::yield_now();
+                }
+                // The sync ends without a wake-up; the cut comes first.
+                shared.sync_state().in_flight = false;
+                if reset {
+                    wal.reset(Lsn(100)).expect("reset");
+                } else {
+                    wal.truncate_after(Lsn(10)).expect("truncate");
+                }
+                let r = rx
+                    .recv_timeout(std::time::Duration::from_secs(10))
+                    .unwrap_or_else(|_| {
+                        // Still waiting (or syncing in a loop): hand LSNs 11 and 12
+                        // out again so it returns, and fail.
+                        while wal.appended() < Lsn(12) {
+                            wal.append(b"another").expect("append");
+                        }
+                        wal.sync().expect("sync");
+                        let r = rx.recv().expect("the waiter answers");
+                        panic!("reset {reset}: the waiter did not give up; then: {r:?}")
+                    });
+                waiter.join().expect("waiter thread");
+                if whole_log {
+                    // `sync()` makes what is left durable instead.
+                    assert_eq!(said(Some(r)), "durable", "sync() across a truncation");
+                    assert_eq!(wal.durable(), Lsn(10));
+                } else {
+                    assert_eq!(said(Some(r)), "12 not found", "reset {reset}");
+                }
+            });
+            wal.close().expect("close");
+        }
     }
 }

@@ -87,14 +87,12 @@ impl Shared {
             return self.check_poison();
         }
         // Registered before anything can be missed: every cut after `seen` is kept in
-        // `cuts` until this thread leaves.
-        let seen = {
-            let mut st = self.sync_state();
-            st.waiting += 1;
-            st.cut_gen
-        };
-        let result = self.sync_to_registered(target, seen);
+        // `cuts` until this thread leaves (in the same critical sections the wait takes
+        // anyway, so registering costs no extra locking).
         let mut st = self.sync_state();
+        st.waiting += 1;
+        let seen = st.cut_gen;
+        let (mut st, result) = self.sync_to_registered(st, target, seen);
         st.waiting -= 1;
         if st.waiting == 0 {
             st.cuts.clear();
@@ -102,24 +100,35 @@ impl Shared {
         result
     }
 
-    fn sync_to_registered(&self, target: u64, seen: u64) -> Result<()> {
-        if self.appended() < target && !self.wait_reserved(target) {
-            return Err(Error::NotFound {
-                lsn: crate::Lsn(target),
-            });
+    fn sync_to_registered<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, SyncState>,
+        target: u64,
+        seen: u64,
+    ) -> (MutexGuard<'a, SyncState>, Result<()>) {
+        if self.appended() < target {
+            drop(st);
+            let appended = self.wait_reserved(target);
+            st = self.sync_state();
+            if !appended {
+                let gone = Error::NotFound {
+                    lsn: crate::Lsn(target),
+                };
+                return (st, Err(gone));
+            }
         }
-        let mut st = self.sync_state();
         loop {
             if let Some(cut) = st.fate_after(seen, target) {
-                return cut;
+                return (st, cut);
             }
             if let Some(cause) = &st.poison {
-                return Err(Error::Poisoned {
+                let poisoned = Error::Poisoned {
                     cause: Arc::clone(cause),
-                });
+                };
+                return (st, Err(poisoned));
             }
             if st.durable >= target {
-                return Ok(());
+                return (st, Ok(()));
             }
             if st.in_flight {
                 let waited = Instant::now();

@@ -19,6 +19,17 @@ pub use crate::sys::{FailAction, Failpoints, PowerCut, Sabotage, SimDisk, Step};
 
 use crate::format;
 
+/// Whether the page holding `addr` is mapped in this process right now: bit 63 of the
+/// page's entry in `/proc/self/pagemap`, which needs no privilege. Reading it does not
+/// fault the page in. (Linux only, 4 KiB pages.)
+pub fn page_resident(addr: usize) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt as _;
+    let pagemap = std::fs::File::open("/proc/self/pagemap")?;
+    let mut entry = [0u8; 8];
+    pagemap.read_exact_at(&mut entry, (addr / 4096 * 8) as u64)?;
+    Ok(u64::from_le_bytes(entry) >> 63 == 1)
+}
+
 /// First byte of the record area of a segment file.
 pub const SEGMENT_DATA_OFFSET: u64 = format::SEGMENT_DATA_OFFSET;
 /// Bytes of a record header.

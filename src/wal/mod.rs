@@ -1374,16 +1374,8 @@ mod tests {
         p
     }
 
-    /// Whether the page holding `addr` is mapped in this process (bit 63 of its
-    /// `/proc/self/pagemap` entry); reading it does not fault the page in.
     fn resident(addr: usize) -> bool {
-        use std::os::unix::fs::FileExt as _;
-        let pagemap = std::fs::File::open("/proc/self/pagemap").expect("open pagemap");
-        let mut entry = [0u8; 8];
-        pagemap
-            .read_exact_at(&mut entry, (addr / 4096 * 8) as u64)
-            .expect("read pagemap");
-        u64::from_le_bytes(entry) >> 63 == 1
+        crate::testing::page_resident(addr).expect("read /proc/self/pagemap")
     }
 
     /// Write-behind unmaps published pages from the process (and starts their

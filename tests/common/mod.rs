@@ -18,16 +18,10 @@ pub fn small() -> Options {
     }
 }
 
-/// Whether the page holding `addr` is mapped in this process right now, from
-/// `/proc/self/pagemap` (bit 63 of the page's entry; readable without privileges).
-/// Reading it does not fault the page in.
+/// Whether the page holding `addr` is mapped in this process right now
+/// ([`mmlog::testing::page_resident`]).
 pub fn page_resident(addr: usize) -> bool {
-    let pagemap = std::fs::File::open("/proc/self/pagemap").expect("open /proc/self/pagemap");
-    let mut entry = [0u8; 8];
-    pagemap
-        .read_exact_at(&mut entry, (addr / 4096 * 8) as u64)
-        .expect("read /proc/self/pagemap");
-    u64::from_le_bytes(entry) >> 63 == 1
+    mmlog::testing::page_resident(addr).expect("read /proc/self/pagemap")
 }
 
 /// Waits (yielding, never sleeping) until `done()` holds; panics with `what` after

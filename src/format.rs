@@ -110,8 +110,8 @@ pub(crate) const RECORD_HEADER_BYTES: u64 = 32;
 pub(crate) const RECORD_HEADER_LEN: usize = 32;
 const _: () = assert!(RECORD_HEADER_LEN as u64 == RECORD_HEADER_BYTES);
 const _: () = assert!(size_of::<RecordHeader>() as u64 == RECORD_HEADER_BYTES);
-const _: () = assert!(RECORD_HEADER_BYTES % FRAME_ALIGN == 0);
-const _: () = assert!(SEGMENT_DATA_OFFSET % FRAME_ALIGN == 0);
+const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(FRAME_ALIGN));
+const _: () = assert!(SEGMENT_DATA_OFFSET.is_multiple_of(FRAME_ALIGN));
 
 /// What a frame holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -553,7 +553,7 @@ impl SegmentMeta {
             return Err("epoch is zero");
         }
         if self.segment_bytes < SEGMENT_DATA_OFFSET + RECORD_HEADER_BYTES
-            || self.segment_bytes % PAGE_BYTES != 0
+            || !self.segment_bytes.is_multiple_of(PAGE_BYTES)
         {
             return Err("impossible segment size");
         }
@@ -563,7 +563,7 @@ impl SegmentMeta {
             }
             if self.sealed_end < SEGMENT_DATA_OFFSET
                 || self.sealed_end > self.segment_bytes
-                || self.sealed_end % FRAME_ALIGN != 0
+                || !self.sealed_end.is_multiple_of(FRAME_ALIGN)
             {
                 return Err("sealed end out of range");
             }
@@ -940,7 +940,7 @@ mod tests {
         let h = make_record_header(kind, lsn, 0, epoch, len, &[body]);
         let mut out = h.as_bytes().to_vec();
         out.extend_from_slice(body);
-        while out.len() % 8 != 0 {
+        while !out.len().is_multiple_of(8) {
             out.push(0);
         }
         out

@@ -176,7 +176,7 @@ impl Options {
                 "segment_size_bytes = {size}: must be between {MIN_SEGMENT_BYTES} and {MAX_SEGMENT_BYTES}"
             )));
         }
-        if size % PAGE_BYTES != 0 {
+        if !size.is_multiple_of(PAGE_BYTES) {
             return Err(Error::InvalidOptions(format!(
                 "segment_size_bytes = {size}: must be a multiple of {PAGE_BYTES}"
             )));

@@ -145,7 +145,7 @@ fn open(dir: &Path, opts: StoreOptions) -> (Store<Tracked>, mmlog::RecoveryRepor
 fn run_to(store: &mut Store<Tracked>, last: u64, on_durable: &mut dyn FnMut(u64)) {
     while store.wal().appended().0 < last {
         let lsn = store.wal().appended().0 + 1;
-        let durable = lsn % 25 == 0 || lsn == last;
+        let durable = lsn.is_multiple_of(25) || lsn == last;
         let durability = if durable {
             Durability::Sync
         } else {

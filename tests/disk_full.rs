@@ -91,7 +91,7 @@ fn verify(wal: &Wal) -> (usize, usize) {
 /// Appends the next record, durably every fifth; reports `acked` or `kept`.
 fn append_next(wal: &Wal) -> Result<u64, Error> {
     let lsn = wal.appended().0 + 1;
-    let durable = lsn % 5 == 0;
+    let durable = lsn.is_multiple_of(5);
     let durability = if durable {
         Durability::Sync
     } else {

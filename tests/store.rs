@@ -99,7 +99,7 @@ fn execute_to(store: &mut Store<Tracked>, last: u64) {
     while store.wal().appended().0 < last {
         let next = store.wal().appended().0 + 1;
         step += 1;
-        if step % 9 == 0 && next + 2 <= last {
+        if step.is_multiple_of(9) && next + 2 <= last {
             let cmds: Vec<Vec<u8>> = (next..next + 3).map(command).collect();
             let refs: Vec<&[u8]> = cmds.iter().map(Vec::as_slice).collect();
             assert_eq!(store.execute_batch(&refs).expect("batch"), Lsn(next));

@@ -259,7 +259,7 @@ fn check(dir: &Path, mode: Mode) -> Result<Findings, mmlog::Error> {
         match r {
             Ok(_) => {
                 records += 1;
-                if records % 4096 == 0 {
+                if records.is_multiple_of(4096) {
                     progress.inc(4096);
                 }
             }

@@ -172,7 +172,7 @@ impl FrameSpec {
 
 impl SegSpec {
     fn decode(r: &mut Reader) -> SegSpec {
-        if r.u8() % 4 == 0 {
+        if r.u8().is_multiple_of(4) {
             return SegSpec::Raw(r.bytes().to_vec());
         }
         let pages = r.u8();

@@ -146,7 +146,7 @@ const fn mask(crc: u32) -> u32 {
 pub(crate) fn checksum(parts: &[&[u8]]) -> u32 {
     let mut crc = CRC_SEED;
     for part in parts {
-        crc = crc32c::crc32c_append(crc, part);
+        crc = crate::crc::append(crc, part);
     }
     mask(crc)
 }
@@ -161,7 +161,7 @@ impl Checksum {
     }
 
     pub(crate) fn update(&mut self, bytes: &[u8]) {
-        self.0 = crc32c::crc32c_append(self.0, bytes);
+        self.0 = crate::crc::append(self.0, bytes);
     }
 
     pub(crate) fn finish(&self) -> u32 {
@@ -246,9 +246,9 @@ pub(crate) fn make_record_header(
 fn record_crc(h: &RecordHeader, body_parts: &[&[u8]]) -> u32 {
     let bytes = h.as_bytes();
     let tail = bytes.get(4..).unwrap_or_default();
-    let mut crc = crc32c::crc32c_append(CRC_SEED, tail);
+    let mut crc = crate::crc::append(CRC_SEED, tail);
     for part in body_parts {
-        crc = crc32c::crc32c_append(crc, part);
+        crc = crate::crc::append(crc, part);
     }
     mask(crc)
 }

@@ -21,6 +21,7 @@
 #![deny(clippy::cast_possible_truncation, clippy::indexing_slicing)]
 
 mod checkpoint;
+mod crc;
 mod error;
 mod format;
 mod lsn;

@@ -852,6 +852,9 @@ impl<'a> Scanner<'a> {
         // Frames before this offset of segment `i` were found intact by the helper,
         // walking from the segment's start as the chain does from there.
         let mut trusted = if rel == 0 { self.trust(i) } else { 0 };
+        // The segment the chain is in and its data area, looked up again only when
+        // the chain moves to another segment rather than for every frame.
+        let mut current: Option<(usize, &ScanFile, &[u8])> = None;
         loop {
             if rel >= self.next_report
                 && let Some(p) = self.progress
@@ -860,16 +863,23 @@ impl<'a> Scanner<'a> {
                 p.report(before.saturating_add(rel as u64), self.total);
                 self.next_report = rel.saturating_add(PROGRESS_STEP);
             }
-            let Some(f) = files.get(i) else {
-                // Unreachable: `i` only moves to files that exist.
-                return Stop {
-                    file: i.saturating_sub(1),
-                    rel: 0,
-                    expected: *expected,
-                    reason: StopReason::Clean(Invalid::Zero),
-                };
+            let (f, data) = match current {
+                Some((k, f, data)) if k == i => (f, data),
+                _ => {
+                    let Some(f) = files.get(i) else {
+                        // Unreachable: `i` only moves to files that exist.
+                        return Stop {
+                            file: i.saturating_sub(1),
+                            rel: 0,
+                            expected: *expected,
+                            reason: StopReason::Clean(Invalid::Zero),
+                        };
+                    };
+                    let data = f.data();
+                    current = Some((i, f, data));
+                    (f, data)
+                }
             };
-            let data = f.data();
             let here = data.get(rel..).unwrap_or_default();
             let stop = |reason| Stop {
                 file: i,

@@ -66,16 +66,28 @@ pub(crate) struct ScanFile {
 }
 
 impl ScanFile {
-    /// The area that may hold live frames, relative to `SEGMENT_DATA_OFFSET`. Past the
-    /// file's last data extent every byte is zero, so the area stops there: recovery
-    /// never reads (and so never faults in) the unwritten, preallocated rest.
+    /// The area that may hold non-zero bytes, relative to `SEGMENT_DATA_OFFSET`. Past
+    /// the file's last data extent every byte is zero, so the area stops there: scans
+    /// of it (for stray frames, for zeroes) never read (and so never fault in) the
+    /// unwritten, preallocated rest.
     fn data(&self) -> &[u8] {
+        let frames = self.frames();
+        let limit = self.written_end.saturating_sub(SEGMENT_DATA_OFFSET);
+        let limit = usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .min(frames.len());
+        frames.get(..limit).unwrap_or_default()
+    }
+
+    /// The area frames may occupy, relative to `SEGMENT_DATA_OFFSET`: bounded by the
+    /// header and the mapping only. Frames are decoded from here, never from
+    /// [`ScanFile::data`]: a frame that starts before the last data extent's end may
+    /// run past it when the rest of it is zeroes (the file system reports only that
+    /// past that end every byte reads as zero, which such a frame's bytes do). Walking
+    /// frames stops at the first zero header, so this reads at most one frame past it.
+    fn frames(&self) -> &[u8] {
         let data = self.view.data();
-        let limit = self
-            .meta
-            .data_end()
-            .min(self.written_end)
-            .saturating_sub(SEGMENT_DATA_OFFSET);
+        let limit = self.meta.data_end().saturating_sub(SEGMENT_DATA_OFFSET);
         let limit = usize::try_from(limit).unwrap_or(usize::MAX).min(data.len());
         data.get(..limit).unwrap_or_default()
     }
@@ -342,7 +354,7 @@ pub(crate) fn scan(
     let verified = Verified::new(live.len());
     let mut scanner = Scanner::new(&live, mode, progress);
     let first = scanner.first_lsn()?;
-    let slices: Vec<(&[u8], u32)> = live.iter().map(|f| (f.data(), f.meta.epoch)).collect();
+    let slices: Vec<(&[u8], u32)> = live.iter().map(|f| (f.frames(), f.meta.epoch)).collect();
     let (end_file, end_rel, next, beyond) = std::thread::scope(|s| {
         // The helper claims nothing more once the chain is done, also when the chain
         // (or the caller's replay) panics: the scope then joins it after at most the
@@ -767,7 +779,7 @@ impl<'a> Scanner<'a> {
         if f.meta.base_lsn != 0 {
             return Ok(f.meta.base_lsn);
         }
-        match format::decode_frame(f.data(), f.meta.epoch, true) {
+        match format::decode_frame(f.frames(), f.meta.epoch, true) {
             Ok(fr) if fr.kind == FrameKind::Seal => Ok(fr.lsn.saturating_add(1)),
             Ok(fr) => Ok(fr.lsn),
             Err(_) => Err(Error::corrupt(
@@ -836,7 +848,7 @@ impl<'a> Scanner<'a> {
 
     fn frame_at(&self, file: usize, rel: usize) -> Option<format::FrameView<'a>> {
         let f = self.files.get(file)?;
-        format::decode_frame(f.data().get(rel..)?, f.meta.epoch, true).ok()
+        format::decode_frame(f.frames().get(rel..)?, f.meta.epoch, true).ok()
     }
 
     /// Follows valid frames from `at` until something stops the chain.
@@ -852,7 +864,7 @@ impl<'a> Scanner<'a> {
         // Frames before this offset of segment `i` were found intact by the helper,
         // walking from the segment's start as the chain does from there.
         let mut trusted = if rel == 0 { self.trust(i) } else { 0 };
-        // The segment the chain is in and its data area, looked up again only when
+        // The segment the chain is in and its frame area, looked up again only when
         // the chain moves to another segment rather than for every frame.
         let mut current: Option<(usize, &ScanFile, &[u8])> = None;
         loop {
@@ -860,11 +872,14 @@ impl<'a> Scanner<'a> {
                 && let Some(p) = self.progress
             {
                 let before = self.before.get(i).copied().unwrap_or(self.total);
-                p.report(before.saturating_add(rel as u64), self.total);
+                p.report(
+                    before.saturating_add(rel as u64).min(self.total),
+                    self.total,
+                );
                 self.next_report = rel.saturating_add(PROGRESS_STEP);
             }
-            let (f, data) = match current {
-                Some((k, f, data)) if k == i => (f, data),
+            let (f, frames) = match current {
+                Some((k, f, frames)) if k == i => (f, frames),
                 _ => {
                     let Some(f) = files.get(i) else {
                         // Unreachable: `i` only moves to files that exist.
@@ -875,12 +890,12 @@ impl<'a> Scanner<'a> {
                             reason: StopReason::Clean(Invalid::Zero),
                         };
                     };
-                    let data = f.data();
-                    current = Some((i, f, data));
-                    (f, data)
+                    let frames = f.frames();
+                    current = Some((i, f, frames));
+                    (f, frames)
                 }
             };
-            let here = data.get(rel..).unwrap_or_default();
+            let here = frames.get(rel..).unwrap_or_default();
             let stop = |reason| Stop {
                 file: i,
                 rel,
@@ -941,7 +956,7 @@ impl<'a> Scanner<'a> {
                     // A segment ends early only when the next frame did not fit: if a
                     // valid frame of its epoch lies past this point, the chain stops
                     // here and the search beyond decides what it is.
-                    if valid_frame_at_or_after(data, rel, f.meta.epoch, *expected) {
+                    if valid_frame_at_or_after(f, rel, *expected) {
                         return stop(StopReason::Clean(inv));
                     }
                     if next.seq != f.seq + 1 {
@@ -966,7 +981,7 @@ impl<'a> Scanner<'a> {
                     if let Some(next) = files.get(i + 1)
                         && next.seq == f.seq + 1
                         && next.meta.base_lsn == *expected
-                        && !valid_frame_at_or_after(data, rel, f.meta.epoch, *expected)
+                        && !valid_frame_at_or_after(f, rel, *expected)
                     {
                         i += 1;
                         rel = 0;
@@ -1001,12 +1016,15 @@ impl<'a> Scanner<'a> {
             if k > stop.file && is_unused(f) {
                 continue;
             }
+            // Headers are searched for where bytes may be non-zero; a frame found
+            // there is decoded from the whole frame area (it may run past that).
             let data = f.data();
+            let frames = f.frames();
             let mut p = if k == stop.file { stop.rel } else { 0 };
             p = p.next_multiple_of(8);
             while let Some(next) = next_epoch_at(data, p, f.meta.epoch) {
                 p = next;
-                let Some(here) = data.get(p..) else {
+                let Some(here) = frames.get(p..) else {
                     break;
                 };
                 let Some(h) = format::peek_header(here) else {
@@ -1181,17 +1199,19 @@ fn next_epoch_at(data: &[u8], from: usize, epoch: u32) -> Option<usize> {
     None
 }
 
-/// Whether a frame of `epoch` with an LSN from `expected - 1` on validates anywhere
-/// in `data` at or after `from` (the unused tail of a segment).
+/// Whether a frame of `f`'s epoch with an LSN from `expected - 1` on validates
+/// anywhere in `f` at or after `from` (the unused tail of a segment). Headers are
+/// searched for where bytes may be non-zero, frames decoded from the whole frame area.
 /// Hostile input that would make this quadratic answers "yes", which hands the
 /// decision to the (bounded) search beyond the stop.
-fn valid_frame_at_or_after(data: &[u8], from: usize, epoch: u32, expected: u64) -> bool {
+fn valid_frame_at_or_after(f: &ScanFile, from: usize, expected: u64) -> bool {
+    let (data, frames, epoch) = (f.data(), f.frames(), f.meta.epoch);
     let mut p = from;
     let mut budget = (data.len() as u64)
         .saturating_mul(4)
         .saturating_add(1 << 20);
     while let Some(at) = next_epoch_at(data, p, epoch) {
-        let here = data.get(at..).unwrap_or_default();
+        let here = frames.get(at..).unwrap_or_default();
         let len = format::peek_header(here).map_or(0, |h| u64::from(h.len.get()));
         if budget < len {
             return true;
@@ -1225,7 +1245,7 @@ fn continues(next: &ScanFile, expected: u64) -> bool {
     if next.meta.base_lsn != 0 {
         return next.meta.base_lsn == expected;
     }
-    match format::decode_frame(next.data(), next.meta.epoch, true) {
+    match format::decode_frame(next.frames(), next.meta.epoch, true) {
         Ok(fr) if fr.kind == FrameKind::Seal => fr.lsn.checked_add(1) == Some(expected),
         Ok(fr) => fr.lsn == expected,
         Err(inv) => inv.is_clean_end(next.meta.recycled()),

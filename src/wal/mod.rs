@@ -429,6 +429,7 @@ impl Wal {
                 let end = ends.get(k).copied().unwrap_or(SEGMENT_DATA_OFFSET);
                 let index = indexes.next().unwrap_or_default();
                 let holes = holes.next().unwrap_or_default();
+                let whole = holes.is_empty();
                 let last = k + 1 == count;
                 // A sealed segment never takes another frame: past its seal everything
                 // is dead (a crash between sealing it and installing the next segment
@@ -456,11 +457,6 @@ impl Wal {
                     flushed: true,
                     lock: Arc::clone(&lock),
                 }));
-                if last && !read_only && out.seal_last {
-                    // Bytes of this epoch lie past the end: seal the segment there so
-                    // that they can never be read as records, and go on in a new one.
-                    shared.seal_segment(&seg, end)?;
-                }
                 // Lookups by LSN need the base the segment has in fact: the header
                 // update of its activation may have been lost, and in salvage mode
                 // the chain may resume in this segment past LSNs its header claims.
@@ -470,14 +466,21 @@ impl Wal {
                 {
                     seg.assume_base(s);
                 }
-                if keep_writing {
-                    if !seg.header_has_base() {
-                        // The header update of its activation was lost: give it the
-                        // LSN its first frame has (or, when empty, the next one).
-                        let base = match out.starts.get(k) {
-                            Some(&s) if s != 0 => s,
-                            _ => next_lsn,
-                        };
+                // The header update of its activation was lost: give it the LSN its
+                // first frame has (or, for the segment that goes on taking appends
+                // while empty, the next one). Every segment, not only the last: a
+                // later header rewrite (a seal, here or by a truncation) keeps the
+                // base it finds, and once a purge makes this segment the first and a
+                // truncation empties it, the base is all that says where the log
+                // starts. Not where salvage skipped damage at the segment's start:
+                // its first frames are not the chain's.
+                if !read_only && !seg.header_has_base() {
+                    let base = match out.starts.get(k) {
+                        Some(&s) if s != 0 && (keep_writing || whole) => Some(s),
+                        _ if keep_writing => Some(next_lsn),
+                        _ => None,
+                    };
+                    if let Some(base) = base {
                         seg.update_header(&env, Step::SegmentHeaderWrite, |m| {
                             m.base_lsn = base;
                         })?;
@@ -485,6 +488,13 @@ impl Wal {
                         // so no later flush would include its header page.
                         seg.sync_file(&env, Step::SegmentSync)?;
                     }
+                }
+                if last && !read_only && out.seal_last {
+                    // Bytes of this epoch lie past the end: seal the segment there so
+                    // that they can never be read as records, and go on in a new one.
+                    shared.seal_segment(&seg, end)?;
+                }
+                if keep_writing {
                     let cursor = seg
                         .take_cursor(end)
                         .ok_or_else(|| Error::InvalidArgument("segment in use (bug)".into()))?;

@@ -871,9 +871,13 @@ impl<'a> Scanner<'a> {
             if rel >= self.next_report
                 && let Some(p) = self.progress
             {
+                // The total counts each file up to its last data extent; a frame may
+                // run past that (zeroes), which must not push the count into the next
+                // file's share.
                 let before = self.before.get(i).copied().unwrap_or(self.total);
+                let here = files.get(i).map_or(0, |f| rel.min(f.data().len()));
                 p.report(
-                    before.saturating_add(rel as u64).min(self.total),
+                    before.saturating_add(here as u64).min(self.total),
                     self.total,
                 );
                 self.next_report = rel.saturating_add(PROGRESS_STEP);
@@ -1005,7 +1009,7 @@ impl<'a> Scanner<'a> {
             .files
             .iter()
             .skip(stop.file)
-            .map(|f| f.data().len() as u64)
+            .map(|f| f.frames().len() as u64)
             .sum();
         // Every frame beyond consumes at least 4 bytes per LSN.
         let max_lsn = stop.expected.saturating_add(total / 4 + 1);
@@ -1207,7 +1211,7 @@ fn next_epoch_at(data: &[u8], from: usize, epoch: u32) -> Option<usize> {
 fn valid_frame_at_or_after(f: &ScanFile, from: usize, expected: u64) -> bool {
     let (data, frames, epoch) = (f.data(), f.frames(), f.meta.epoch);
     let mut p = from;
-    let mut budget = (data.len() as u64)
+    let mut budget = (frames.len() as u64)
         .saturating_mul(4)
         .saturating_add(1 << 20);
     while let Some(at) = next_epoch_at(data, p, epoch) {

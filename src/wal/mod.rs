@@ -174,6 +174,8 @@ pub(crate) struct Shared {
     notify_cv: Condvar,
     sync: Mutex<SyncState>,
     sync_cv: Condvar,
+    /// Wakes a gathering syncer when another thread enters `sync_to`.
+    gather_cv: Condvar,
     /// Mirror of `SyncState::durable` for lock-free reads.
     durable: AtomicU64,
     poisoned: AtomicBool,
@@ -224,6 +226,15 @@ pub(crate) struct SyncState {
     cut_gen: u64,
     /// Threads inside `sync_to`.
     waiting: usize,
+    /// The LSN each thread inside `sync_to` waits for (one entry per thread).
+    targets: Vec<u64>,
+    /// How many threads were inside `sync_to` when the last flush ended: the writers
+    /// the next flush may expect back (see `sync::Shared::gather`).
+    peak: usize,
+    /// How long the last flush took.
+    last_flush: std::time::Duration,
+    /// A syncer waits on `gather_cv` for more records before flushing.
+    gathering: bool,
     /// The cuts made while a thread was inside `sync_to`, oldest first; cleared when
     /// the last one leaves.
     cuts: Vec<sync::Cut>,
@@ -353,11 +364,16 @@ impl Wal {
                 poison: None,
                 cut_gen: 0,
                 waiting: 0,
+                targets: Vec::new(),
+                peak: 0,
+                last_flush: std::time::Duration::ZERO,
+                gathering: false,
                 cuts: Vec::new(),
                 #[cfg(test)]
                 parked: 0,
             }),
             sync_cv: Condvar::new(),
+            gather_cv: Condvar::new(),
             durable: AtomicU64::new(next_lsn - 1),
             poisoned: AtomicBool::new(false),
             next_epoch: AtomicU32::new(out.max_epoch.saturating_add(1).max(1)),

@@ -5,13 +5,17 @@
 //! segment N+1 is never acknowledged before segment N is on disk), and then raises the
 //! durable watermark to the snapshot. Writers that need an LSN the running sync covers
 //! wait for it on a condition variable; one that needs more becomes the next syncer
-//! and covers everything appended meanwhile (group commit). A failed flush poisons the
+//! and covers everything appended meanwhile (group commit). When fewer threads wait
+//! for records not yet durable than were waiting when the last flush ended, the next
+//! syncer first waits, asleep and for at most a quarter of the last flush's time, for
+//! the writers that flush released to append again: otherwise two groups alternate,
+//! each flush covering only half of the writers. A failed flush poisons the
 //! log: the error is kept, every waiter and every later append or sync gets
 //! [`Error::Poisoned`], and nothing is retried.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::wal::{Shared, SyncState};
@@ -36,7 +40,17 @@ pub(crate) struct Cut {
     durable_before: u64,
 }
 
+/// The longest a syncer waits for more records before it flushes.
+const GATHER_MAX: Duration = Duration::from_millis(1);
+
 impl SyncState {
+    /// Whether fewer threads wait for records that are not durable yet than were inside
+    /// `sync_to` when the last flush ended (and more than one was).
+    fn expects_more(&self) -> bool {
+        let pending = self.targets.iter().filter(|&&t| t > self.durable).count();
+        self.peak > 1 && pending < self.peak
+    }
+
     /// How a wait for `target` that began when `seen` cuts had been made ends because
     /// of the cuts since: `Ok` if `target` was durable before the first cut that
     /// dropped it, `NotFound` if it was not; `None` if no cut dropped it.
@@ -91,9 +105,16 @@ impl Shared {
         // anyway, so registering costs no extra locking).
         let mut st = self.sync_state();
         st.waiting += 1;
+        st.targets.push(target);
+        if st.gathering {
+            self.gather_cv.notify_one();
+        }
         let seen = st.cut_gen;
         let (mut st, result) = self.sync_to_registered(st, target, seen);
         st.waiting -= 1;
+        if let Some(k) = st.targets.iter().position(|&t| t == target) {
+            st.targets.swap_remove(k);
+        }
         if st.waiting == 0 {
             st.cuts.clear();
         }
@@ -148,15 +169,19 @@ impl Shared {
                 continue;
             }
             st.in_flight = true;
+            st = self.gather(st);
             drop(st);
             let started = Instant::now();
             let result = self.flush_all();
+            let took = started.elapsed();
             st = self.sync_state();
             st.in_flight = false;
+            st.last_flush = took;
+            st.peak = st.waiting;
             match result {
                 Ok(upto) => {
                     self.stats
-                        .record_sync(started.elapsed(), upto.saturating_sub(st.durable));
+                        .record_sync(took, upto.saturating_sub(st.durable));
                     if upto > st.durable {
                         st.durable = upto;
                         self.durable.store(upto, Ordering::Release);
@@ -170,6 +195,32 @@ impl Shared {
             self.fire_watchers();
             st = self.sync_state();
         }
+    }
+
+    /// Before a flush: when fewer threads wait for records not yet durable than were
+    /// inside `sync_to` when the last flush ended, the writers the last flush released
+    /// are likely appending their next records. Waits (asleep, never spinning) until
+    /// they are back or a quarter of the last flush's time has passed, so that one
+    /// flush covers them too instead of them waiting for the next one.
+    fn gather<'a>(&'a self, mut st: MutexGuard<'a, SyncState>) -> MutexGuard<'a, SyncState> {
+        if !st.expects_more() {
+            return st;
+        }
+        let deadline = Instant::now() + (st.last_flush / 4).min(GATHER_MAX);
+        st.gathering = true;
+        while st.expects_more() && st.poison.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self
+                .gather_cv
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        st.gathering = false;
+        st
     }
 
     /// Flushes every published byte; returns the appended watermark it covers.
@@ -260,9 +311,34 @@ mod tests {
             poison: None,
             cut_gen,
             waiting: 1,
+            targets: vec![1],
+            peak: 0,
+            last_flush: std::time::Duration::ZERO,
+            gathering: false,
             cuts,
             parked: 0,
         }
+    }
+
+    #[test]
+    fn a_syncer_gathers_only_when_writers_the_last_flush_released_are_missing() {
+        let with = |peak: usize, durable: u64, targets: Vec<u64>| SyncState {
+            durable,
+            peak,
+            waiting: targets.len(),
+            targets,
+            ..state(0, Vec::new())
+        };
+        // One writer: never waits for anybody.
+        assert!(!with(1, 4, vec![5]).expects_more());
+        assert!(!with(0, 4, vec![5]).expects_more());
+        // Four were waiting; two of them are still inside but already durable (on
+        // their way out), two wait: the other two are expected back.
+        assert!(with(4, 4, vec![3, 4, 5, 6]).expects_more());
+        // All four wait for records not yet durable: flush now.
+        assert!(!with(4, 4, vec![5, 6, 7, 8]).expects_more());
+        // More than before: flush now.
+        assert!(!with(2, 4, vec![5, 6, 7]).expects_more());
     }
 
     fn cut(gen_: u64, kept: u64, durable_before: u64) -> Cut {

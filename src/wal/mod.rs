@@ -445,7 +445,7 @@ impl Wal {
                 let end = ends.get(k).copied().unwrap_or(SEGMENT_DATA_OFFSET);
                 let index = indexes.next().unwrap_or_default();
                 let holes = holes.next().unwrap_or_default();
-                let whole = holes.is_empty();
+                let resumed = out.resumed.get(k).copied().unwrap_or(true);
                 let last = k + 1 == count;
                 // A sealed segment never takes another frame: past its seal everything
                 // is dead (a crash between sealing it and installing the next segment
@@ -488,11 +488,12 @@ impl Wal {
                 // later header rewrite (a seal, here or by a truncation) keeps the
                 // base it finds, and once a purge makes this segment the first and a
                 // truncation empties it, the base is all that says where the log
-                // starts. Not where salvage skipped damage at the segment's start:
-                // its first frames are not the chain's.
+                // starts. Not where a salvage resume set that LSN (the chain did not
+                // walk into the segment from its start): its first frames are not the
+                // chain's.
                 if !read_only && !seg.header_has_base() {
                     let base = match out.starts.get(k) {
-                        Some(&s) if s != 0 && (keep_writing || whole) => Some(s),
+                        Some(&s) if s != 0 && (keep_writing || !resumed) => Some(s),
                         _ if keep_writing => Some(next_lsn),
                         _ => None,
                     };

@@ -106,6 +106,9 @@ pub(crate) struct Outcome {
     /// The LSN each file's part of the chain starts with (0 when unknown): the base a
     /// file whose header never got one must be given.
     pub starts: Vec<u64>,
+    /// Files whose `starts` entry a salvage resume set (the chain did not walk into
+    /// them from their start): their headers must not be given that LSN as a base.
+    pub resumed: Vec<bool>,
     pub first_lsn: u64,
     pub next_lsn: u64,
     /// Highest epoch seen in any file, dead ones included.
@@ -334,6 +337,7 @@ pub(crate) fn scan(
         indexes: Vec::new(),
         holes: Vec::new(),
         starts: Vec::new(),
+        resumed: Vec::new(),
         first_lsn: 1,
         next_lsn: 1,
         max_epoch,
@@ -401,6 +405,7 @@ pub(crate) fn scan(
     let indexes = scanner.indexes;
     let holes = scanner.holes;
     let starts = scanner.starts;
+    let resumed = scanner.resumed;
     if let Some(e) = ends.get_mut(end_file) {
         *e = SEGMENT_DATA_OFFSET + end_rel as u64;
     }
@@ -420,6 +425,7 @@ pub(crate) fn scan(
     out.indexes = indexes.into_iter().take(end_file + 1).collect();
     out.holes = holes.into_iter().take(end_file + 1).collect();
     out.starts = starts.into_iter().take(end_file + 1).collect();
+    out.resumed = resumed.into_iter().take(end_file + 1).collect();
     Ok(out)
 }
 
@@ -724,6 +730,8 @@ struct Scanner<'a> {
     indexes: Vec<Vec<IndexEntry>>,
     holes: Vec<Vec<(u64, u64)>>,
     starts: Vec<u64>,
+    /// Files whose `starts` entry a salvage resume set.
+    resumed: Vec<bool>,
     records: u64,
     bytes: u64,
     /// Where the last frame of the chain is a seal: its file and offset.
@@ -764,6 +772,7 @@ impl<'a> Scanner<'a> {
             indexes: vec![Vec::new(); files.len()],
             holes: vec![Vec::new(); files.len()],
             starts: vec![0; files.len()],
+            resumed: vec![false; files.len()],
             records: 0,
             bytes: 0,
             last_seal: None,
@@ -833,6 +842,9 @@ impl<'a> Scanner<'a> {
                         for k in stop.file + 1..=file {
                             if let Some(s) = self.starts.get_mut(k) {
                                 *s = fr.lsn;
+                            }
+                            if let Some(r) = self.resumed.get_mut(k) {
+                                *r = true;
                             }
                         }
                     }

@@ -235,6 +235,8 @@ pub(crate) struct SyncState {
     last_flush: std::time::Duration,
     /// A syncer waits on `gather_cv` for more records before flushing.
     gathering: bool,
+    /// Callers of `exclusive` waiting for the flush in flight to end.
+    exclusive_waiting: usize,
     /// The cuts made while a thread was inside `sync_to`, oldest first; cleared when
     /// the last one leaves.
     cuts: Vec<sync::Cut>,
@@ -368,6 +370,7 @@ impl Wal {
                 peak: 0,
                 last_flush: std::time::Duration::ZERO,
                 gathering: false,
+                exclusive_waiting: 0,
                 cuts: Vec::new(),
                 #[cfg(test)]
                 parked: 0,

@@ -40,6 +40,22 @@ pub(crate) struct Cut {
     durable_before: u64,
 }
 
+/// A thread inside `sync_to`: unregistered also when it unwinds (an `on_durable`
+/// callback that panics), so that `waiting`, `targets` and the next `peak` stay true.
+struct Registered<'a> {
+    shared: &'a Shared,
+    target: u64,
+    armed: bool,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.sync_state().leave(self.target);
+        }
+    }
+}
+
 /// The longest a syncer waits for more records before it flushes.
 const GATHER_MAX: Duration = Duration::from_millis(1);
 
@@ -47,8 +63,22 @@ impl SyncState {
     /// Whether fewer threads wait for records that are not durable yet than were inside
     /// `sync_to` when the last flush ended (and more than one was).
     fn expects_more(&self) -> bool {
+        if self.peak <= 1 || self.exclusive_waiting > 0 {
+            return false;
+        }
         let pending = self.targets.iter().filter(|&&t| t > self.durable).count();
-        self.peak > 1 && pending < self.peak
+        pending < self.peak
+    }
+
+    /// Unregisters a thread leaving `sync_to` for `target`.
+    fn leave(&mut self, target: u64) {
+        self.waiting = self.waiting.saturating_sub(1);
+        if let Some(k) = self.targets.iter().position(|&t| t == target) {
+            self.targets.swap_remove(k);
+        }
+        if self.waiting == 0 {
+            self.cuts.clear();
+        }
     }
 
     /// How a wait for `target` that began when `seen` cuts had been made ends because
@@ -109,15 +139,15 @@ impl Shared {
         if st.gathering {
             self.gather_cv.notify_one();
         }
+        let mut registered = Registered {
+            shared: self,
+            target,
+            armed: true,
+        };
         let seen = st.cut_gen;
         let (mut st, result) = self.sync_to_registered(st, target, seen);
-        st.waiting -= 1;
-        if let Some(k) = st.targets.iter().position(|&t| t == target) {
-            st.targets.swap_remove(k);
-        }
-        if st.waiting == 0 {
-            st.cuts.clear();
-        }
+        st.leave(target);
+        registered.armed = false;
         result
     }
 
@@ -208,7 +238,7 @@ impl Shared {
         }
         let deadline = Instant::now() + (st.last_flush / 4).min(GATHER_MAX);
         st.gathering = true;
-        while st.expects_more() && st.poison.is_none() {
+        while st.expects_more() {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -257,11 +287,20 @@ impl Shared {
     /// reset, purge and close, which change the segment list or the durable watermark.
     pub(crate) fn exclusive<T>(&self, f: impl FnOnce(&mut Exclusive) -> Result<T>) -> Result<T> {
         let mut st = self.sync_state();
-        while st.in_flight {
-            st = self
-                .sync_cv
-                .wait(st)
-                .unwrap_or_else(PoisonError::into_inner);
+        if st.in_flight {
+            // A gathering syncer waits for writers that this caller (holding the
+            // writer lock, or closing) may keep out: it flushes at once instead.
+            st.exclusive_waiting += 1;
+            if st.gathering {
+                self.gather_cv.notify_one();
+            }
+            while st.in_flight {
+                st = self
+                    .sync_cv
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            st.exclusive_waiting -= 1;
         }
         if let Some(cause) = &st.poison {
             return Err(Error::Poisoned {
@@ -315,6 +354,7 @@ mod tests {
             peak: 0,
             last_flush: std::time::Duration::ZERO,
             gathering: false,
+            exclusive_waiting: 0,
             cuts,
             parked: 0,
         }
@@ -329,6 +369,14 @@ mod tests {
             targets,
             ..state(0, Vec::new())
         };
+        // A truncation, reset or close waits for the flush: no gathering.
+        assert!(
+            !SyncState {
+                exclusive_waiting: 1,
+                ..with(4, 4, vec![3, 4, 5, 6])
+            }
+            .expects_more()
+        );
         // One writer: never waits for anybody.
         assert!(!with(1, 4, vec![5]).expects_more());
         assert!(!with(0, 4, vec![5]).expects_more());
@@ -339,6 +387,33 @@ mod tests {
         assert!(!with(4, 4, vec![5, 6, 7, 8]).expects_more());
         // More than before: flush now.
         assert!(!with(2, 4, vec![5, 6, 7]).expects_more());
+    }
+
+    #[test]
+    fn a_thread_that_unwinds_out_of_a_sync_is_unregistered() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let opts = Options {
+            segment_size_bytes: 64 * 1024,
+            durability: Durability::None,
+            env: Env::default().without_background(),
+            ..Options::default()
+        };
+        let (wal, _) = Wal::open(dir.path(), opts).expect("open");
+        let lsn = wal.append(b"first").expect("append");
+        wal.on_durable(lsn, |_| panic!("a callback that panics"));
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wal.sync()));
+        assert!(unwound.is_err(), "the callback ran on the syncing thread");
+        let st = wal.shared.sync_state();
+        assert_eq!(
+            (st.waiting, st.targets.len()),
+            (0, 0),
+            "nobody is inside sync_to"
+        );
+        drop(st);
+        // A single writer then flushes without gathering.
+        wal.append_with(b"second", Durability::Sync)
+            .expect("durable append");
+        assert_eq!(wal.shared.sync_state().peak, 1);
     }
 
     fn cut(gen_: u64, kept: u64, durable_before: u64) -> Cut {

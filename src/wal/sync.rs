@@ -389,16 +389,21 @@ mod tests {
         assert!(!with(2, 4, vec![5, 6, 7]).expects_more());
     }
 
-    #[test]
-    fn a_thread_that_unwinds_out_of_a_sync_is_unregistered() {
-        let dir = tempfile::tempdir().expect("temp dir");
+    /// A log in `dir` with small segments and no background threads.
+    fn open_quiet(dir: &std::path::Path) -> Wal {
         let opts = Options {
             segment_size_bytes: 64 * 1024,
             durability: Durability::None,
             env: Env::default().without_background(),
             ..Options::default()
         };
-        let (wal, _) = Wal::open(dir.path(), opts).expect("open");
+        Wal::open(dir, opts).expect("open").0
+    }
+
+    #[test]
+    fn a_thread_that_unwinds_out_of_a_sync_is_unregistered() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wal = open_quiet(dir.path());
         let lsn = wal.append(b"first").expect("append");
         wal.on_durable(lsn, |_| panic!("a callback that panics"));
         let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wal.sync()));
@@ -465,13 +470,7 @@ mod tests {
     fn a_blocked_waiter_gives_up_when_its_record_is_cut() {
         for (reset, whole_log) in [(false, false), (true, false), (false, true)] {
             let dir = tempfile::tempdir().expect("temp dir");
-            let opts = Options {
-                segment_size_bytes: 64 * 1024,
-                durability: Durability::None,
-                env: Env::default().without_background(),
-                ..Options::default()
-            };
-            let (wal, _) = Wal::open(dir.path(), opts).expect("open");
+            let wal = open_quiet(dir.path());
             for i in 0..12u32 {
                 wal.append(&i.to_le_bytes()).expect("append");
                 if i == 8 {

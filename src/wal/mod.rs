@@ -220,7 +220,19 @@ pub(crate) struct Done {
 
 pub(crate) struct SyncState {
     durable: u64,
-    in_flight: bool,
+    /// Flushes running now (at most `sync::MAX_FLIGHTS`).
+    flights: usize,
+    /// An `exclusive` section runs: no flush starts.
+    exclusive: bool,
+    /// The appended watermark the newest flush started at covers; meaningful while
+    /// `flights` > 0.
+    covered: u64,
+    /// Flushes started so far; each one's number is its ticket.
+    tickets: u64,
+    /// Tickets below this have ended and been credited to `durable`.
+    credited: u64,
+    /// Flushes that ended and wait to be credited, in no particular order.
+    ended: Vec<sync::Ended>,
     poison: Option<Arc<Error>>,
     /// Truncations and resets so far.
     cut_gen: u64,
@@ -362,7 +374,12 @@ impl Wal {
             notify_cv: Condvar::new(),
             sync: Mutex::new(SyncState {
                 durable: next_lsn - 1,
-                in_flight: false,
+                flights: 0,
+                exclusive: false,
+                covered: next_lsn - 1,
+                tickets: 0,
+                credited: 0,
+                ended: Vec::new(),
                 poison: None,
                 cut_gen: 0,
                 waiting: 0,

@@ -51,7 +51,9 @@ pub(crate) struct Segment {
     base_lsn: AtomicU64,
     /// End of the published frames (absolute file offset).
     published_end: AtomicU64,
-    /// Bytes `[0, flushed_end)` are known durable. Written only by the one syncer.
+    /// Bytes `[0, flushed_end)` were covered by an `msync` that succeeded. Two flushes
+    /// may run at once (`sync::MAX_FLIGHTS`), so it only ever rises; the durable
+    /// watermark trusts a flush only once the ones beside it have reported too.
     flushed_end: AtomicU64,
     /// Readers stop here even if more was published (set when a truncation seals the
     /// segment). `u64::MAX` otherwise.
@@ -354,7 +356,7 @@ impl Segment {
     }
 
     /// Flushes everything published but not yet flushed (header page included the
-    /// first time). Only the syncer calls this.
+    /// first time). Called by the flushes in `sync.rs`, two of which may overlap.
     pub(crate) fn flush_published(&self, env: &Env) -> Result<()> {
         let end = self.visible_end();
         let from = self.flushed_end.load(Ordering::Acquire);
@@ -370,7 +372,7 @@ impl Segment {
         self.map
             .flush(start_us, len_us)
             .map_err(|e| Error::io(IoOp::Flush, &self.path, e))?;
-        self.flushed_end.store(end, Ordering::Release);
+        self.flushed_end.fetch_max(end, Ordering::AcqRel);
         Ok(())
     }
 

@@ -396,6 +396,39 @@ fn a_failed_sync_poisons_the_log_and_nothing_more_is_acknowledged() {
     wal.close().expect("close");
 }
 
+/// A write-back error can reach the process through another flush's `msync` (the
+/// kernel reports it to one of them). Each flush therefore also checks through a handle
+/// of its own: when only that check fails, the flush fails and poisons the log, exactly
+/// as if its `msync` had.
+#[test]
+fn a_write_back_error_seen_only_by_the_check_after_the_msync_poisons_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fp = Arc::new(Failpoints::new());
+    let (wal, _) = Wal::open(dir.path(), with_failpoints(&fp)).expect("open");
+    let acked = append_upto(&wal, 20, Durability::Sync);
+    append_upto(&wal, 30, Durability::None);
+    let (flushes, checks) = (fp.hits(Step::Flush), fp.hits(Step::WritebackCheck));
+    assert!(checks > 0, "every flush checks for write-back errors");
+    fp.arm_once(Step::WritebackCheck, 0, FailAction::Errno(EIO));
+    let e = wal
+        .append_with(&expected(31), Durability::Sync)
+        .expect_err("the durable append must fail");
+    assert_poisoned_by_flush(&e, "the failing check");
+    assert_eq!(
+        fp.hits(Step::Flush),
+        flushes + 1,
+        "its msync ran and succeeded"
+    );
+    assert_eq!(wal.durable(), Lsn(acked), "the durable mark moved");
+    assert_poisoned(wal.sync(), "sync after the failure");
+    assert_poisoned(wal.append(&expected(32)), "append after the failure");
+    assert_eq!(wal.durable(), Lsn(acked), "nothing more was acknowledged");
+    assert!(wal.close().is_err(), "close of a poisoned log");
+    let (wal, _) = Wal::open(dir.path(), small()).expect("reopen");
+    assert_eq!(check_log(&wal, 31, "after reopen"), 31);
+    wal.close().expect("close");
+}
+
 #[test]
 fn a_sync_that_keeps_failing_poisons_the_log_until_a_healthy_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");

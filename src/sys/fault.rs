@@ -30,6 +30,9 @@ pub enum Step {
     SegmentRemove,
     /// `msync` of appended records (every sync and durable append).
     Flush,
+    /// After each such `msync`: the check for write-back errors through the flush
+    /// slot's own handle of the segment file (`sync_file_range`).
+    WritebackCheck,
     /// `fsync` of the log directory.
     DirSync,
     /// Creating a temporary checkpoint file.

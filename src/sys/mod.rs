@@ -185,6 +185,11 @@ pub(crate) trait StorageFile: Send + Sync {
     /// Starts writing back `[offset, offset + len)` without waiting (a hint: nothing
     /// becomes durable because of it; it only lets the disk work while appends go on).
     fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// Waits until no write-back of `[offset, offset + len)` is running, then reports
+    /// any write-back error of the file that happened since this handle last reported
+    /// one (or since it was opened). Linux keeps that error state per open file, so a
+    /// handle of one's own sees every error, however many other handles report it.
+    fn wait_writeback(&self, offset: u64, len: u64) -> io::Result<()>;
 }
 
 /// `IoOp` of each step, for error messages.
@@ -196,7 +201,7 @@ impl Step {
             Step::SegmentMap | Step::CheckpointMap => IoOp::Map,
             Step::SegmentHeaderWrite | Step::SegmentSeal => IoOp::Write,
             Step::SegmentSync | Step::CheckpointSync => IoOp::SyncFile,
-            Step::Flush => IoOp::Flush,
+            Step::Flush | Step::WritebackCheck => IoOp::Flush,
             Step::SegmentRename | Step::CheckpointRename => IoOp::Rename,
             Step::DirSync => IoOp::SyncDir,
             Step::SegmentRemove | Step::CheckpointRemove => IoOp::Remove,

@@ -251,23 +251,49 @@ impl StorageFile for RealFile {
     }
 
     fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        match self.sync_file_range(offset, len, libc::SYNC_FILE_RANGE_WRITE) {
+            // Out of range for the call: a hint, so nothing to do.
+            None => Ok(()),
+            Some(r) => r,
+        }
+    }
+
+    fn wait_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        // With `WAIT_AFTER` alone, the kernel waits for the range's write-back and then
+        // checks (and advances) this open file's write-back error sequence.
+        match self.sync_file_range(offset, len, libc::SYNC_FILE_RANGE_WAIT_AFTER) {
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "write-back range out of bounds",
+            )),
+            Some(r) => r,
+        }
+    }
+}
+
+impl RealFile {
+    /// `sync_file_range(2)` with `flags`; `None` when the range does not fit its types.
+    fn sync_file_range(
+        &self,
+        offset: u64,
+        len: u64,
+        flags: libc::c_uint,
+    ) -> Option<io::Result<()>> {
         use std::os::fd::AsRawFd;
         let (Ok(off), Ok(n)) = (
             libc::off64_t::try_from(offset),
             libc::off64_t::try_from(len),
         ) else {
-            return Ok(());
+            return None;
         };
         // SAFETY: `sync_file_range` only reads its integer arguments; the descriptor is
         // owned by `self.file` and open for the duration of the call.
         #[expect(unsafe_code, reason = "libc call without a safe wrapper")]
-        let rc = unsafe {
-            libc::sync_file_range(self.file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE)
-        };
-        if rc == 0 {
+        let rc = unsafe { libc::sync_file_range(self.file.as_raw_fd(), off, n, flags) };
+        Some(if rc == 0 {
             Ok(())
         } else {
             Err(io::Error::last_os_error())
-        }
+        })
     }
 }

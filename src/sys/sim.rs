@@ -251,6 +251,12 @@ impl StorageFile for SimHandle {
     fn start_writeback(&self, _offset: u64, _len: u64) -> io::Result<()> {
         Ok(())
     }
+
+    fn wait_writeback(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        // Write-back here is a copy that cannot fail; flush failures are injected at
+        // `Step::Flush` instead.
+        Ok(())
+    }
 }
 
 fn to_usize(v: u64) -> io::Result<usize> {

@@ -233,6 +233,8 @@ pub(crate) struct SyncState {
     credited: u64,
     /// Flushes that ended and wait to be credited, in no particular order.
     ended: Vec<sync::Ended>,
+    /// Which flush slots a running flush holds.
+    slot_busy: [bool; sync::MAX_FLIGHTS],
     poison: Option<Arc<Error>>,
     /// Truncations and resets so far.
     cut_gen: u64,
@@ -380,6 +382,7 @@ impl Wal {
                 tickets: 0,
                 credited: 0,
                 ended: Vec::new(),
+                slot_busy: [false; sync::MAX_FLIGHTS],
                 poison: None,
                 cut_gen: 0,
                 waiting: 0,
@@ -471,15 +474,15 @@ impl Wal {
                 // is dead (a crash between sealing it and installing the next segment
                 // leaves it last).
                 let keep_writing = last && !read_only && !out.seal_last && f.meta.seal_epoch == 0;
-                let (map, meta) = if keep_writing {
+                let (map, meta, checkers) = if keep_writing {
                     drop(f.view);
                     let len = usize::try_from(f.meta.segment_bytes).map_err(|_| {
                         Error::InvalidArgument("segment does not fit in memory".into())
                     })?;
                     let map = env.op(Step::SegmentMap, &f.path, |_| f.file.map(len, true))?;
-                    (map, f.meta)
+                    (map, f.meta, segment::open_checkers(&env, &f.path)?)
                 } else {
-                    (f.view.into_mapping(), f.meta)
+                    (f.view.into_mapping(), f.meta, Vec::new())
                 };
                 let seg = Arc::new(Segment::new(SegmentParts {
                     path: f.path,
@@ -492,6 +495,7 @@ impl Wal {
                     holes,
                     flushed: true,
                     lock: Arc::clone(&lock),
+                    checkers,
                 }));
                 // Lookups by LSN need the base the segment has in fact: the header
                 // update of its activation may have been lost, and in salvage mode
@@ -1294,7 +1298,8 @@ impl Shared {
             // only place its base LSN is written. The sync above covers records, not
             // the header of a segment that holds none yet: flush it explicitly.
             if let Some(s) = &survivor {
-                s.flush_published(&self.env)?;
+                // Exclusive: no flush runs, so slot 0 is free.
+                s.flush_published(&self.env, 0)?;
             }
             let count = victims.len() as u64;
             // Oldest first: a crash midway leaves a shorter prefix missing, never a hole.
@@ -1335,7 +1340,7 @@ impl Shared {
         self.exclusive(|_| {
             self.write_seal(&mut w)?;
             if let Some((seg, _)) = &w.active {
-                seg.flush_published(&self.env)?;
+                seg.flush_published(&self.env, 0)?;
             }
             Ok(())
         })

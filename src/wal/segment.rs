@@ -14,7 +14,7 @@
 //! forward, so reservations never overlap. Header slots live in page 0, outside the
 //! data area, and are written with `pwrite`, never through a borrowed slice.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -51,9 +51,8 @@ pub(crate) struct Segment {
     base_lsn: AtomicU64,
     /// End of the published frames (absolute file offset).
     published_end: AtomicU64,
-    /// Bytes `[0, flushed_end)` were covered by an `msync` that succeeded. Two flushes
-    /// may run at once (`sync::MAX_FLIGHTS`), so it only ever rises; the durable
-    /// watermark trusts a flush only once the ones beside it have reported too.
+    /// Bytes `[0, flushed_end)` were covered by a flush that succeeded. Two flushes may
+    /// run at once (`sync::MAX_FLIGHTS`), so it only ever rises.
     flushed_end: AtomicU64,
     /// Readers stop here even if more was published (set when a truncation seals the
     /// segment). `u64::MAX` otherwise.
@@ -66,6 +65,10 @@ pub(crate) struct Segment {
     prefaulted_to: AtomicU64,
     /// Pages below this offset were unmapped and their write-back started.
     kicked_to: AtomicU64,
+    /// One handle per flush slot (`sync::MAX_FLIGHTS`), opened before any frame of
+    /// this process reaches the file: each reports every write-back error of the file
+    /// to the flush holding its slot, whichever `msync` saw the error first.
+    checkers: Vec<Box<dyn StorageFile>>,
     _lock: Arc<LockHold>,
 }
 
@@ -139,6 +142,22 @@ pub(crate) struct SegmentParts {
     /// Whether `[0, end)` is already durable.
     pub flushed: bool,
     pub lock: Arc<LockHold>,
+    /// Handles of its own for each flush slot (see [`open_checkers`]); empty for a
+    /// segment that takes no more frames.
+    pub checkers: Vec<Box<dyn StorageFile>>,
+}
+
+/// Opens the write-back checkers of the segment file at `path`, one per flush slot, for
+/// a segment that is going to take frames. Opened before any frame of this process
+/// reaches the file, each sees every write-back error from then on.
+pub(crate) fn open_checkers(env: &Env, path: &Path) -> Result<Vec<Box<dyn StorageFile>>> {
+    (0..crate::wal::sync::MAX_FLIGHTS)
+        .map(|_| {
+            env.storage
+                .open_file(path, false)
+                .map_err(|e| Error::io(IoOp::Open, path, e))
+        })
+        .collect()
 }
 
 impl Segment {
@@ -154,6 +173,7 @@ impl Segment {
             holes,
             flushed,
             lock,
+            checkers,
         } = parts;
         Segment {
             path,
@@ -172,6 +192,7 @@ impl Segment {
             index: Mutex::new(index),
             prefaulted_to: AtomicU64::new(end),
             kicked_to: AtomicU64::new(end),
+            checkers,
             _lock: lock,
         }
     }
@@ -356,8 +377,12 @@ impl Segment {
     }
 
     /// Flushes everything published but not yet flushed (header page included the
-    /// first time). Called by the flushes in `sync.rs`, two of which may overlap.
-    pub(crate) fn flush_published(&self, env: &Env) -> Result<()> {
+    /// first time), as the flush holding slot `slot` (below `sync::MAX_FLIGHTS`; two
+    /// flushes may overlap, never in the same slot). Succeeds only if no write-back
+    /// error of the file happened since the slot's last flush of this segment: the
+    /// `msync`'s own result is not enough, because the kernel reports an error to one
+    /// `msync` of the file, which may be the other slot's.
+    pub(crate) fn flush_published(&self, env: &Env, slot: usize) -> Result<()> {
         let end = self.visible_end();
         let from = self.flushed_end.load(Ordering::Acquire);
         if end <= from {
@@ -372,6 +397,12 @@ impl Segment {
         self.map
             .flush(start_us, len_us)
             .map_err(|e| Error::io(IoOp::Flush, &self.path, e))?;
+        let checker = self.checkers.get(slot).ok_or_else(|| {
+            Error::InvalidArgument(format!("no write-back check for flush slot {slot} (bug)"))
+        })?;
+        env.op(Step::WritebackCheck, &self.path, |_| {
+            checker.wait_writeback(start, end - start)
+        })?;
         self.flushed_end.fetch_max(end, Ordering::AcqRel);
         Ok(())
     }

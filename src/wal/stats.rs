@@ -10,6 +10,7 @@ const BUCKETS: usize = 32;
 #[derive(Debug)]
 pub(crate) struct Counters {
     syncs: AtomicU64,
+    pub(crate) overlapped_syncs: AtomicU64,
     synced_records: AtomicU64,
     sync_nanos: AtomicU64,
     latency: [AtomicU64; BUCKETS],
@@ -25,6 +26,7 @@ impl Default for Counters {
     fn default() -> Counters {
         Counters {
             syncs: AtomicU64::new(0),
+            overlapped_syncs: AtomicU64::new(0),
             synced_records: AtomicU64::new(0),
             sync_nanos: AtomicU64::new(0),
             latency: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -85,6 +87,7 @@ impl Counters {
             records_appended,
             bytes_appended,
             syncs,
+            overlapped_syncs: self.overlapped_syncs.load(Ordering::Relaxed),
             records_per_sync: if syncs == 0 {
                 0.0
             } else {
@@ -111,6 +114,9 @@ pub struct Stats {
     pub bytes_appended: u64,
     /// Flushes issued (each covers every record appended before it started).
     pub syncs: u64,
+    /// Flushes that started while another was running (a second flush for a large
+    /// group of writers; see DESIGN.md §4.4).
+    pub overlapped_syncs: u64,
     /// Average number of records made durable per flush (group commit at work).
     pub records_per_sync: f64,
     /// Total time spent flushing.

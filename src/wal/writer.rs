@@ -17,6 +17,7 @@ use crate::wal::maint::Take;
 use crate::wal::recovery::{segment_file_name, segment_tmp_name};
 use crate::wal::segment::{
     Cursor, INDEX_STRIDE_BYTES, IndexEntry, NUDGE_BYTES, Reservation, Segment, SegmentParts,
+    open_checkers,
 };
 use crate::wal::{Done, Shared, WriterState};
 
@@ -326,6 +327,7 @@ impl Shared {
         let len = usize::try_from(size)
             .map_err(|_| Error::InvalidOptions("segment size does not fit in memory".into()))?;
         let map = env.op(Step::SegmentMap, &path, |_| file.map(len, true))?;
+        let checkers = open_checkers(env, &path)?;
         let seg = Segment::new(SegmentParts {
             path,
             meta,
@@ -337,6 +339,7 @@ impl Shared {
             holes: Vec::new(),
             flushed: false,
             lock: self.lock_hold()?,
+            checkers,
         });
         Ok(Arc::new(seg))
     }
